@@ -1,0 +1,1 @@
+"""The write side: domain aggregates, catalogue, application service, codec."""

@@ -1,0 +1,117 @@
+"""The work-order state machine as data: states, actions, and which action is allowed where."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """Where a case (案件 / 工单) stands in the closed loop."""
+
+    REPORTED = "reported"  # 上报 / 受理
+    REGISTERED = "registered"  # 立案
+    REJECTED = "rejected"  # 不予立案
+    MERGED = "merged"  # 合并 (duplicate of another case)
+    DISPATCHED = "dispatched"  # 派遣
+    ACCEPTED = "accepted"  # 签收
+    RETURNED = "returned"  # 退单
+    EXTENSION_REQUESTED = "extension_requested"  # 延期申请
+    SUSPENDED = "suspended"  # 挂账 / 缓办
+    HANDLED = "handled"  # 处置反馈, waiting for 核查
+    REOPENED = "reopened"  # 返工
+    CLOSED = "closed"  # 结案
+    EVALUATED = "evaluated"  # 回访 done, 考评
+
+
+OPEN: frozenset[Status] = frozenset(
+    {
+        Status.REPORTED,
+        Status.REGISTERED,
+        Status.DISPATCHED,
+        Status.ACCEPTED,
+        Status.RETURNED,
+        Status.EXTENSION_REQUESTED,
+        Status.SUSPENDED,
+        Status.HANDLED,
+        Status.REOPENED,
+    }
+)
+
+# Who is accountable in each open state: the dispatch desk, or the assignee (worker, else unit).
+DESK_STATES: frozenset[Status] = frozenset(
+    {Status.REPORTED, Status.REGISTERED, Status.RETURNED, Status.HANDLED, Status.REOPENED}
+)
+ASSIGNEE_STATES: frozenset[Status] = frozenset(
+    {Status.DISPATCHED, Status.ACCEPTED, Status.EXTENSION_REQUESTED}
+)
+
+RESUME_PREVIOUS = "previous"
+"""Target of ``resume``: the state the case was in when it was suspended."""
+UNCHANGED = "unchanged"
+"""Target of an action that records a fact without moving the case."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One action: the states it is allowed from and the states it can lead to."""
+
+    action: str
+    sources: frozenset[Status]
+    targets: tuple[Status | str, ...]
+    chinese: str
+
+
+def _t(action: str, sources: set[Status] | frozenset[Status], *targets: Status | str, zh: str) -> Transition:
+    return Transition(action, frozenset(sources), targets, zh)
+
+
+_S = Status
+TRANSITIONS: dict[str, Transition] = {
+    t.action: t
+    for t in (
+        _t("register", {_S.REPORTED}, _S.REGISTERED, zh="立案"),
+        _t("reject", {_S.REPORTED}, _S.REJECTED, zh="不予立案"),
+        _t("merge", {_S.REPORTED, _S.REGISTERED}, _S.MERGED, zh="合并"),
+        _t("dispatch", {_S.REGISTERED, _S.RETURNED, _S.REOPENED}, _S.DISPATCHED, zh="派遣"),
+        _t("accept", {_S.DISPATCHED}, _S.ACCEPTED, zh="签收"),
+        _t("return", {_S.DISPATCHED, _S.ACCEPTED}, _S.RETURNED, zh="退单"),
+        _t(
+            "reassign",
+            {_S.DISPATCHED, _S.ACCEPTED, _S.EXTENSION_REQUESTED},
+            _S.DISPATCHED,
+            zh="改派",
+        ),
+        _t("request_extension", {_S.ACCEPTED}, _S.EXTENSION_REQUESTED, zh="申请延期"),
+        _t("grant_extension", {_S.EXTENSION_REQUESTED}, _S.ACCEPTED, zh="批准延期"),
+        _t("deny_extension", {_S.EXTENSION_REQUESTED}, _S.ACCEPTED, zh="驳回延期"),
+        _t(
+            "suspend",
+            {_S.REGISTERED, _S.DISPATCHED, _S.ACCEPTED},
+            _S.SUSPENDED,
+            zh="挂账",
+        ),
+        _t("resume", {_S.SUSPENDED}, RESUME_PREVIOUS, zh="恢复"),
+        _t(
+            "report_handling",
+            {_S.ACCEPTED, _S.EXTENSION_REQUESTED},
+            _S.HANDLED,
+            zh="处置反馈",
+        ),
+        _t("verify", {_S.HANDLED}, _S.CLOSED, _S.REOPENED, zh="核查"),
+        _t("escalate", OPEN, UNCHANGED, zh="督办"),
+        _t("link_duplicate", OPEN, UNCHANGED, zh="关联重复件"),
+        _t("call_back", {_S.CLOSED}, _S.EVALUATED, _S.REOPENED, zh="回访"),
+        _t("reopen", {_S.CLOSED, _S.EVALUATED}, _S.REOPENED, zh="重新打开"),
+    )
+}
+
+
+def allowed_actions(status: Status) -> tuple[str, ...]:
+    """The actions a case in ``status`` accepts, in table order."""
+    return tuple(name for name, t in TRANSITIONS.items() if status in t.sources)
+
+
+def is_open(status: Status) -> bool:
+    """An open case is one somebody must still act on (事事有人办)."""
+    return status in OPEN

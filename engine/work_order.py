@@ -1,0 +1,447 @@
+"""The work order (工单 / 案件): its lifecycle through the closed loop, one event per step."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from engine.base import GridloopAggregate
+from engine.errors import IllegalTransition, InvalidCommand
+from engine.lifecycle import (
+    ASSIGNEE_STATES,
+    DESK_STATES,
+    TRANSITIONS,
+    Status,
+    allowed_actions,
+    is_open,
+)
+
+SOURCES = ("patrol", "resident", "hotline", "app", "department", "sensor")
+"""Where a case can come from: 巡查, 居民, 12345 热线, 手机端, 部门交办, 智能感知."""
+
+REJECT_REASONS = ("duplicate", "not_admitted", "abolished_certificate", "out_of_scope", "invalid")
+"""Why a report may be refused at registration (不予立案)."""
+
+ESCALATION_LEVELS = {
+    1: "grid_leader",  # 网格长
+    2: "community",  # 社区
+    3: "street",  # 街道
+    4: "district",  # 区/县
+    5: "city",  # 市
+}
+"""The five levels of 督办, bottom up."""
+
+
+def party(kind: str, code: str) -> str:
+    """An accountable party as one string: ``desk:…``, ``unit:…`` or ``worker:…``."""
+    return f"{kind}:{code}"
+
+
+class WorkOrder(GridloopAggregate):
+    """A case in the closed loop: reported, registered, dispatched, handled, verified, closed, called back."""
+
+    @event("Reported")
+    def __init__(
+        self,
+        *,
+        id: UUID,  # noqa: A002 - the library's name for the aggregate id
+        source: str,
+        category: str,
+        grid: str,
+        desk: str,
+        description: str,
+        reporter: str,
+        lon: float | None,
+        lat: float | None,
+        patrol_id: UUID | None,
+        occurred_at: datetime,
+        actor: str,
+    ) -> None:
+        self.source = source
+        self.category = category
+        self.grid = grid
+        self.desk = desk
+        self.description = description
+        self.reporter = reporter
+        self.lon = lon
+        self.lat = lat
+        self.patrol_id = patrol_id
+        self.reported_at = occurred_at
+        self.status = Status.REPORTED
+        self.unit = ""
+        self.worker = ""
+        self.deadline: datetime | None = None
+        self.escalation_level = 0
+        self.suspended_from: Status | None = None
+        self.merged_into: UUID | None = None
+        self.duplicates: list[UUID] = []
+        self.rework_count = 0
+        self.return_count = 0
+        self.last_occurred_at = occurred_at
+
+    # -- who is accountable (事事有人办) ------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return is_open(self.status)
+
+    @property
+    def accountable(self) -> str | None:
+        """The one party accountable for the case now, or None once it is no longer open."""
+        status = self.suspended_from if self.status is Status.SUSPENDED else self.status
+        if not self.is_open or status is None:
+            return None
+        if status in DESK_STATES:
+            return party("desk", self.desk)
+        if status in ASSIGNEE_STATES:
+            return party("worker", self.worker) if self.worker else party("unit", self.unit)
+        raise AssertionError(f"no accountability rule for {status}")  # pragma: no cover
+
+    def allowed_actions(self) -> tuple[str, ...]:
+        return allowed_actions(self.status)
+
+    def _require(self, action: str) -> None:
+        if self.status not in TRANSITIONS[action].sources:
+            raise IllegalTransition(self.status.value, action, self.allowed_actions())
+
+    # -- commands: check, then record one fact ----------------------------------------
+
+    def register(self, *, category: str, note: str, occurred_at: datetime, actor: str) -> None:
+        """立案: accept the report as a case, possibly correcting its category."""
+        self._require("register")
+        self._registered(category=category, note=note, occurred_at=occurred_at, actor=actor)
+
+    def reject(self, *, reason_code: str, reason: str, occurred_at: datetime, actor: str) -> None:
+        """不予立案: refuse the report, with the reason."""
+        self._require("reject")
+        if reason_code not in REJECT_REASONS:
+            raise InvalidCommand("reason_code", f"{reason_code!r} is not a rejection reason", ", ".join(REJECT_REASONS))
+        _need_text("reason", reason)
+        self._rejected(reason_code=reason_code, reason=reason, occurred_at=occurred_at, actor=actor)
+
+    def merge_into(self, *, target: WorkOrder, reason: str, occurred_at: datetime, actor: str) -> None:
+        """合并: this report duplicates ``target``; the target carries on."""
+        self._require("merge")
+        if target.id == self.id:
+            raise InvalidCommand("into_case", "a case cannot be merged into itself")
+        if not target.is_open:
+            raise InvalidCommand(
+                "into_case", f"case {target.id} is {target.status.value}", "an open case"
+            )
+        target._require("link_duplicate")
+        self._merged(into_case=target.id, reason=reason, occurred_at=occurred_at, actor=actor)
+        target._duplicate_linked(duplicate_case=self.id, occurred_at=occurred_at, actor=actor)
+
+    def dispatch(
+        self,
+        *,
+        unit: str,
+        worker: str,
+        deadline: datetime,
+        policy: str,
+        policy_version: str,
+        reason: str,
+        inputs: dict[str, str],
+        occurred_at: datetime,
+        actor: str,
+    ) -> None:
+        """派遣: hand the case to a unit and/or a worker, with a deadline and the decision's reasons."""
+        self._require("dispatch")
+        _check_assignment(unit, worker, deadline, occurred_at, reason, policy, policy_version)
+        self._dispatched(
+            unit=unit,
+            worker=worker,
+            deadline=deadline,
+            policy=policy,
+            policy_version=policy_version,
+            reason=reason,
+            inputs=dict(inputs),
+            occurred_at=occurred_at,
+            actor=actor,
+        )
+
+    def reassign(
+        self,
+        *,
+        unit: str,
+        worker: str,
+        deadline: datetime | None,
+        policy: str,
+        policy_version: str,
+        reason: str,
+        inputs: dict[str, str],
+        occurred_at: datetime,
+        actor: str,
+    ) -> None:
+        """改派: move the case to another unit or worker; it must be signed for again."""
+        self._require("reassign")
+        new_deadline = deadline or self.deadline
+        assert new_deadline is not None  # a dispatched case always has one
+        _check_assignment(unit, worker, new_deadline, occurred_at, reason, policy, policy_version)
+        if (unit, worker) == (self.unit, self.worker):
+            raise InvalidCommand("worker", "the case is already assigned there", "a different unit or worker")
+        self._reassigned(
+            unit=unit,
+            worker=worker,
+            deadline=new_deadline,
+            policy=policy,
+            policy_version=policy_version,
+            reason=reason,
+            inputs=dict(inputs),
+            occurred_at=occurred_at,
+            actor=actor,
+        )
+
+    def accept(self, *, occurred_at: datetime, actor: str) -> None:
+        """签收: the assignee signs for the case."""
+        self._require("accept")
+        if self.worker and actor != self.worker:
+            raise InvalidCommand("actor", f"{actor!r} cannot sign for a case assigned to {self.worker!r}", self.worker)
+        self._accepted(occurred_at=occurred_at, actor=actor)
+
+    def return_(self, *, reason: str, occurred_at: datetime, actor: str) -> None:
+        """退单: the assignee sends the case back to the dispatch desk, with the reason."""
+        self._require("return")
+        _need_text("reason", reason)
+        self._returned(reason=reason, occurred_at=occurred_at, actor=actor)
+
+    def request_extension(self, *, until: datetime, reason: str, occurred_at: datetime, actor: str) -> None:
+        """申请延期: ask for a later deadline."""
+        self._require("request_extension")
+        _need_text("reason", reason)
+        if self.deadline is not None and until <= self.deadline:
+            raise InvalidCommand("until", f"{until.isoformat()} is not after the deadline", f"after {self.deadline.isoformat()}")
+        self._extension_requested(until=until, reason=reason, occurred_at=occurred_at, actor=actor)
+
+    def grant_extension(self, *, note: str, occurred_at: datetime, actor: str) -> None:
+        """批准延期: the deadline moves to the requested time."""
+        self._require("grant_extension")
+        self._extension_granted(new_deadline=self.requested_until, note=note, occurred_at=occurred_at, actor=actor)
+
+    def deny_extension(self, *, reason: str, occurred_at: datetime, actor: str) -> None:
+        """驳回延期: the deadline stays."""
+        self._require("deny_extension")
+        _need_text("reason", reason)
+        self._extension_denied(reason=reason, occurred_at=occurred_at, actor=actor)
+
+    def suspend(self, *, reason: str, occurred_at: datetime, actor: str) -> None:
+        """挂账: park the case (funding, weather, a court); the accountable party stays."""
+        self._require("suspend")
+        _need_text("reason", reason)
+        self._suspended(reason=reason, occurred_at=occurred_at, actor=actor)
+
+    def resume(self, *, note: str, occurred_at: datetime, actor: str) -> None:
+        """恢复: take a suspended case up again where it stood."""
+        self._require("resume")
+        self._resumed(note=note, occurred_at=occurred_at, actor=actor)
+
+    def report_handling(self, *, result: str, photos: list[str], occurred_at: datetime, actor: str) -> None:
+        """处置反馈: the handler reports what was done, with evidence."""
+        self._require("report_handling")
+        _need_text("result", result)
+        self._handling_reported(result=result, photos=list(photos), occurred_at=occurred_at, actor=actor)
+
+    def verify(self, *, passed: bool, note: str, occurred_at: datetime, actor: str) -> None:
+        """核查: passed closes the case (结案); failed sends it back for rework (返工)."""
+        self._require("verify")
+        if not passed:
+            _need_text("note", note)
+        self._verified(passed=passed, note=note, occurred_at=occurred_at, actor=actor)
+
+    def escalate(self, *, level: int, reason: str, occurred_at: datetime, actor: str) -> None:
+        """督办: raise the case to a supervising level (1 grid leader … 5 city)."""
+        self._require("escalate")
+        if level not in ESCALATION_LEVELS:
+            raise InvalidCommand("level", f"{level} is not a supervision level", "1 (grid leader) to 5 (city)")
+        if level < self.escalation_level:
+            raise InvalidCommand("level", f"the case is already escalated to level {self.escalation_level}", f"{self.escalation_level} to 5")
+        _need_text("reason", reason)
+        self._escalated(level=level, reason=reason, occurred_at=occurred_at, actor=actor)
+
+    def call_back(self, *, satisfaction: int, fixed: bool, note: str, occurred_at: datetime, actor: str) -> None:
+        """回访: the resident's verdict; "not fixed" reopens the case."""
+        self._require("call_back")
+        if not 1 <= satisfaction <= 5:
+            raise InvalidCommand("satisfaction", f"{satisfaction} is out of range", "1 (very dissatisfied) to 5 (very satisfied)")
+        self._called_back(satisfaction=satisfaction, fixed=fixed, note=note, occurred_at=occurred_at, actor=actor)
+
+    def reopen(self, *, reason: str, occurred_at: datetime, actor: str) -> None:
+        """重新打开: a closed case comes back (a complaint, a failed spot check)."""
+        self._require("reopen")
+        _need_text("reason", reason)
+        self._reopened(reason=reason, occurred_at=occurred_at, actor=actor)
+
+    # -- facts: the body of each is the state change ----------------------------------
+
+    @event("Registered")
+    def _registered(self, category: str, note: str, occurred_at: datetime, actor: str) -> None:
+        self.category = category
+        self._move(Status.REGISTERED, occurred_at)
+
+    @event("Rejected")
+    def _rejected(self, reason_code: str, reason: str, occurred_at: datetime, actor: str) -> None:
+        self._move(Status.REJECTED, occurred_at)
+
+    @event("Merged")
+    def _merged(self, into_case: UUID, reason: str, occurred_at: datetime, actor: str) -> None:
+        self.merged_into = into_case
+        self._move(Status.MERGED, occurred_at)
+
+    @event("DuplicateLinked")
+    def _duplicate_linked(self, duplicate_case: UUID, occurred_at: datetime, actor: str) -> None:
+        self.duplicates.append(duplicate_case)
+        self.last_occurred_at = max(self.last_occurred_at, occurred_at)
+
+    @event("Dispatched")
+    def _dispatched(
+        self,
+        unit: str,
+        worker: str,
+        deadline: datetime,
+        policy: str,
+        policy_version: str,
+        reason: str,
+        inputs: dict[str, str],
+        occurred_at: datetime,
+        actor: str,
+    ) -> None:
+        self.unit, self.worker, self.deadline = unit, worker, deadline
+        self._move(Status.DISPATCHED, occurred_at)
+
+    @event("Reassigned")
+    def _reassigned(
+        self,
+        unit: str,
+        worker: str,
+        deadline: datetime,
+        policy: str,
+        policy_version: str,
+        reason: str,
+        inputs: dict[str, str],
+        occurred_at: datetime,
+        actor: str,
+    ) -> None:
+        self.unit, self.worker, self.deadline = unit, worker, deadline
+        self._move(Status.DISPATCHED, occurred_at)
+
+    @event("Accepted")
+    def _accepted(self, occurred_at: datetime, actor: str) -> None:
+        self._move(Status.ACCEPTED, occurred_at)
+
+    @event("Returned")
+    def _returned(self, reason: str, occurred_at: datetime, actor: str) -> None:
+        self.unit, self.worker = "", ""
+        self.return_count += 1
+        self._move(Status.RETURNED, occurred_at)
+
+    @event("ExtensionRequested")
+    def _extension_requested(self, until: datetime, reason: str, occurred_at: datetime, actor: str) -> None:
+        self.requested_until = until
+        self._move(Status.EXTENSION_REQUESTED, occurred_at)
+
+    @event("ExtensionGranted")
+    def _extension_granted(self, new_deadline: datetime, note: str, occurred_at: datetime, actor: str) -> None:
+        self.deadline = new_deadline
+        self._move(Status.ACCEPTED, occurred_at)
+
+    @event("ExtensionDenied")
+    def _extension_denied(self, reason: str, occurred_at: datetime, actor: str) -> None:
+        self._move(Status.ACCEPTED, occurred_at)
+
+    @event("Suspended")
+    def _suspended(self, reason: str, occurred_at: datetime, actor: str) -> None:
+        self.suspended_from = self.status
+        self._move(Status.SUSPENDED, occurred_at)
+
+    @event("Resumed")
+    def _resumed(self, note: str, occurred_at: datetime, actor: str) -> None:
+        previous = self.suspended_from
+        assert previous is not None
+        self.suspended_from = None
+        self._move(previous, occurred_at)
+
+    @event("HandlingReported")
+    def _handling_reported(self, result: str, photos: list[str], occurred_at: datetime, actor: str) -> None:
+        self._move(Status.HANDLED, occurred_at)
+
+    @event("Verified")
+    def _verified(self, passed: bool, note: str, occurred_at: datetime, actor: str) -> None:
+        if passed:
+            self._move(Status.CLOSED, occurred_at)
+        else:
+            self.rework_count += 1
+            self._move(Status.REOPENED, occurred_at)
+
+    @event("Escalated")
+    def _escalated(self, level: int, reason: str, occurred_at: datetime, actor: str) -> None:
+        self.escalation_level = level
+        self.last_occurred_at = max(self.last_occurred_at, occurred_at)
+
+    @event("CalledBack")
+    def _called_back(self, satisfaction: int, fixed: bool, note: str, occurred_at: datetime, actor: str) -> None:
+        self.satisfaction = satisfaction
+        if fixed:
+            self._move(Status.EVALUATED, occurred_at)
+        else:
+            self.rework_count += 1
+            self._move(Status.REOPENED, occurred_at)
+
+    @event("Reopened")
+    def _reopened(self, reason: str, occurred_at: datetime, actor: str) -> None:
+        self.rework_count += 1
+        self._move(Status.REOPENED, occurred_at)
+
+    def _move(self, status: Status, occurred_at: datetime) -> None:
+        self.status = status
+        self.last_occurred_at = max(self.last_occurred_at, occurred_at)
+
+
+def _need_text(field: str, value: str) -> None:
+    if not value or not value.strip():
+        raise InvalidCommand(field, "is empty", "a non-empty text")
+
+
+def _check_assignment(
+    unit: str,
+    worker: str,
+    deadline: datetime,
+    occurred_at: datetime,
+    reason: str,
+    policy: str,
+    policy_version: str,
+) -> None:
+    if not unit and not worker:
+        raise InvalidCommand("unit", "neither a unit nor a worker was given", "a unit, a worker, or both")
+    if deadline <= occurred_at:
+        raise InvalidCommand("deadline", f"{deadline.isoformat()} is not after the dispatch time", f"after {occurred_at.isoformat()}")
+    _need_text("reason", reason)
+    if policy and not policy_version:
+        raise InvalidCommand("policy_version", "a policy decision must name the policy's version")
+
+
+def event_names() -> tuple[str, ...]:
+    """The names of every work-order event type."""
+    return tuple(
+        name
+        for name, value in vars(WorkOrder).items()
+        if isinstance(value, type) and issubclass(value, WorkOrder.Event) and name != "Event"
+    )
+
+
+def describe(order: WorkOrder) -> dict[str, Any]:
+    """The case's current state as plain values (for the CLI and tests)."""
+    return {
+        "id": str(order.id),
+        "status": order.status.value,
+        "category": order.category,
+        "grid": order.grid,
+        "accountable": order.accountable,
+        "unit": order.unit,
+        "worker": order.worker,
+        "deadline": order.deadline.isoformat() if order.deadline else None,
+        "escalation_level": order.escalation_level,
+        "allowed_actions": list(order.allowed_actions()),
+    }

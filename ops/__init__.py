@@ -1,0 +1,1 @@
+"""Running gridloop: configuration, logging, CLI, simulator, provisioning."""

@@ -1,0 +1,1 @@
+"""The read side: the projection runner, the views, and queries over them."""

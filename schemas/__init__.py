@@ -1,0 +1,1 @@
+"""Avro schemas of every event type, and the registry that loads them."""
