@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +27,7 @@ from engine.work_order import SOURCES, WorkOrder
 
 A = TypeVar("A", bound=Aggregate)
 
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 8
 """How often a command is retried when another writer changed the same aggregate first."""
 
 FUTURE_SKEW = timedelta(minutes=5)
@@ -102,6 +104,7 @@ class Gridloop(Application[UUID]):
             c.EstablishDivision: self._establish_division,
             c.DrawGrid: self._draw_grid,
             c.RedrawGrid: self._redraw_grid,
+            c.RetireGrid: self._retire_grid,
             c.AssignStaff: self._assign_staff,
             c.EnrollWorker: self._enroll_worker,
             c.SetDuty: self._set_duty,
@@ -138,16 +141,19 @@ class Gridloop(Application[UUID]):
                 try:
                     recordings = self.save(*changed, receipt)
                 except IntegrityError:
-                    continue  # someone else wrote first: reload and try again
+                    # Someone else wrote first: back off a little (jittered), reload and try again.
+                    time.sleep(random.uniform(0, 0.002 * 2**_attempt))  # noqa: S311 - timing only
+                    continue
             events = tuple(type(r.domain_event).__name__ for r in recordings[:-1])
             return CommandResult(command.command_id, aggregate_id, recordings[-1].notification.id, events)
         raise ConcurrencyConflict(f"the aggregate touched by {command.name}", MAX_ATTEMPTS)
 
     def _receipt(self, command_id: str) -> CommandReceipt | None:
         try:
-            return self.repository.get(name_id("command", command_id))  # type: ignore[no-any-return]
+            receipt: CommandReceipt = self.repository.get(name_id("command", command_id))
         except AggregateNotFoundError:
             return None
+        return receipt
 
     def _repeat(self, command: c.Command, first: CommandReceipt, fingerprint: str) -> CommandResult:
         if first.fingerprint != fingerprint:
@@ -183,7 +189,7 @@ class Gridloop(Application[UUID]):
 
     def _get(self, kind: str, aggregate_id: UUID, label: str, cls: type[A]) -> A:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise UnknownReference(kind, label) from None
         if not isinstance(aggregate, cls):
@@ -227,6 +233,8 @@ class Gridloop(Application[UUID]):
             raise InvalidCommand("source", f"{source!r} is not a case source", ", ".join(SOURCES))
         self.catalogue.category(category)
         grid = self.grid(grid_code)
+        if grid.retired:
+            raise InvalidCommand("grid", f"{grid_code} was retired by a redraw", "one of " + ", ".join(grid.successors))
         _check_location(lon, lat)
         if not description.strip():
             raise InvalidCommand("description", "is empty", "what was seen or asked, in words")
@@ -326,6 +334,15 @@ class Gridloop(Application[UUID]):
     def _redraw_grid(self, m: c.RedrawGrid, t: datetime) -> tuple[UUID, list[Aggregate]]:
         grid = self.grid(m.code)
         grid.redraw(households=m.households, boundary=m.boundary, reason=m.reason, occurred_at=t)
+        return grid.id, [grid]
+
+    def _retire_grid(self, m: c.RetireGrid, t: datetime) -> tuple[UUID, list[Aggregate]]:
+        grid = self.grid(m.code)
+        for successor in m.successors:
+            self.grid(successor)
+        if not m.reason.strip():
+            raise InvalidCommand("reason", "is empty", "why the grid is replaced (重新划分)")
+        grid.retire(successors=m.successors, reason=m.reason, occurred_at=t)
         return grid.id, [grid]
 
     def _assign_staff(self, m: c.AssignStaff, t: datetime) -> tuple[UUID, list[Aggregate]]:

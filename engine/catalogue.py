@@ -14,9 +14,7 @@ from typing import Any
 
 from engine.errors import UnknownReference
 
-KINDS: Mapping[str, str] = MappingProxyType(
-    {"component": "C", "event": "E", "service": "S"}
-)
+KINDS: Mapping[str, str] = MappingProxyType({"component": "C", "event": "E", "service": "S"})
 TIERS: tuple[str, ...] = ("emergency", "normal")
 GRID = "grid"
 """The handling unit of a category the grid worker (网格员) handles himself."""
@@ -71,18 +69,14 @@ class Catalogue:
         try:
             return self.categories[code]
         except KeyError:
-            raise UnknownReference(
-                "category", code, allowed=sorted(self.categories)
-            ) from None
+            raise UnknownReference("category", code, allowed=sorted(self.categories)) from None
 
     def department(self, code: str) -> Department:
         """The department with this code; UnknownReference lists the known codes."""
         try:
             return self.departments[code]
         except KeyError:
-            raise UnknownReference(
-                "department", code, allowed=sorted(self.departments)
-            ) from None
+            raise UnknownReference("department", code, allowed=sorted(self.departments)) from None
 
     def is_unit(self, code: str) -> bool:
         """True when the code names a department (a handling unit), not the grid."""
@@ -113,9 +107,7 @@ def _parse(text: str, source: str) -> Catalogue:
         where = f"{source}: [[department]] #{index + 1} ({entry.get('code', '?')!r})"
         fields = _strings(entry, _DEPARTMENT_FIELDS, where, _DEPARTMENT_FIELDS)
         if fields["code"] in departments or fields["code"] == GRID:
-            raise ValueError(
-                f"{where}: duplicate or reserved department code; codes must be unique"
-            )
+            raise ValueError(f"{where}: duplicate or reserved department code; codes must be unique")
         departments[fields["code"]] = Department(**fields)
     categories: dict[str, Category] = {}
     for index, entry in enumerate(_tables(data, "category", source)):
@@ -143,23 +135,17 @@ def _strings(
 ) -> dict[str, str]:
     unknown = set(entry) - set(allowed)
     if unknown:
-        raise ValueError(
-            f"{where}: unknown field(s) {sorted(unknown)}; allowed: {list(allowed)}"
-        )
+        raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {list(allowed)}")
     fields: dict[str, str] = {}
     for name in names:
         value = entry.get(name)
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(
-                f"{where}: field {name!r} must be a non-empty string, got {value!r}"
-            )
+            raise ValueError(f"{where}: field {name!r} must be a non-empty string, got {value!r}")
         fields[name] = value
     return fields
 
 
-def _category(
-    entry: Mapping[str, Any], where: str, departments: Mapping[str, Department]
-) -> Category:
+def _category(entry: Mapping[str, Any], where: str, departments: Mapping[str, Department]) -> Category:
     names = tuple(f for f in _CATEGORY_FIELDS if f != "time_limit_hours")
     fields = _strings(entry, names, where, (*_CATEGORY_FIELDS, "skills"))
     code, kind, tier = fields["code"], fields["kind"], fields["tier"]
@@ -168,29 +154,19 @@ def _category(
         raise ValueError(f"{where}: unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
     if not _CODE.match(code) or code[0] != KINDS[kind]:
         raise ValueError(
-            f"{where}: code must be {KINDS[kind]!r} (kind {kind}) "
-            f"+ 2-digit 大类 + 2-digit 小类, e.g. {KINDS[kind]}0101"
+            f"{where}: code must be {KINDS[kind]!r} (kind {kind}) + 2-digit 大类 + 2-digit 小类, e.g. {KINDS[kind]}0101"
         )
     if tier not in TIERS:
         raise ValueError(f"{where}: unknown tier {tier!r}; allowed: {', '.join(TIERS)}")
     if department != GRID and department not in departments:
         allowed = ", ".join([GRID, *sorted(departments)])
-        raise ValueError(
-            f"{where}: unknown department {department!r}; allowed: {allowed}"
-        )
+        raise ValueError(f"{where}: unknown department {department!r}; allowed: {allowed}")
     hours = entry.get("time_limit_hours")
     if isinstance(hours, bool) or not isinstance(hours, int | float) or not hours > 0:
-        raise ValueError(
-            f"{where}: time_limit_hours must be a positive number "
-            f"of working hours, got {hours!r}"
-        )
+        raise ValueError(f"{where}: time_limit_hours must be a positive number of working hours, got {hours!r}")
     skills = entry.get("skills", [])
-    if not isinstance(skills, list) or not all(
-        isinstance(s, str) and s for s in skills
-    ):
-        raise ValueError(
-            f"{where}: skills must be a list of non-empty strings, got {skills!r}"
-        )
+    if not isinstance(skills, list) or not all(isinstance(s, str) and s for s in skills):
+        raise ValueError(f"{where}: skills must be a list of non-empty strings, got {skills!r}")
     return Category(
         code=code,
         kind=kind,

@@ -204,6 +204,14 @@ class RedrawGrid(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RetireGrid(Command):
+    name = "retire_grid"
+    code: str
+    successors: list[str]
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class AssignStaff(Command):
     name = "assign_staff"
     grid: str
@@ -270,7 +278,7 @@ COMMANDS: dict[str, type[Command]] = {
         ReportCase, RegisterCase, RejectCase, MergeCase, DispatchCase, ReassignCase,
         AcceptCase, ReturnCase, RequestExtension, GrantExtension, DenyExtension,
         SuspendCase, ResumeCase, ReportHandling, VerifyCase, EscalateCase, CallBack,
-        ReopenCase, EstablishDivision, DrawGrid, RedrawGrid, AssignStaff, EnrollWorker,
+        ReopenCase, EstablishDivision, DrawGrid, RedrawGrid, RetireGrid, AssignStaff, EnrollWorker,
         SetDuty, StartPatrol, VisitCheckpoint, ReportFinding, EndPatrol,
     )
 }  # fmt: skip

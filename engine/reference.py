@@ -108,6 +108,7 @@ class Grid(GridloopAggregate):
     @event("Retired")
     def _retired(self, successors: list[str], reason: str, occurred_at: datetime) -> None:
         self.retired = True
+        self.successors = successors
 
 
 class Worker(GridloopAggregate):

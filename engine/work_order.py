@@ -127,11 +127,7 @@ class WorkOrder(GridloopAggregate):
         self._require("merge")
         if target.id == self.id:
             raise InvalidCommand("into_case", "a case cannot be merged into itself")
-        if not target.is_open:
-            raise InvalidCommand(
-                "into_case", f"case {target.id} is {target.status.value}", "an open case"
-            )
-        target._require("link_duplicate")
+        target._require("link_duplicate")  # only an open case can absorb a duplicate
         self._merged(into_case=target.id, reason=reason, occurred_at=occurred_at, actor=actor)
         target._duplicate_linked(duplicate_case=self.id, occurred_at=occurred_at, actor=actor)
 

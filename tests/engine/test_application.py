@@ -1,0 +1,242 @@
+"""The command path on a real SQLite event store: idempotency, bad input, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from engine import commands as c
+from engine.application import Gridloop
+from engine.clock import ManualClock
+from engine.errors import ConcurrencyConflict, DuplicateCommand, GridloopError, IllegalTransition, InvalidCommand, UnknownReference
+from engine.lifecycle import Status
+
+T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+GRID = "140827100001001"
+
+
+def make_app(path: Path, clock: ManualClock) -> Gridloop:
+    return Gridloop({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}, clock=clock)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def app(tmp_path: Path, clock: ManualClock) -> Iterator[Gridloop]:
+    app = make_app(tmp_path / "events.sqlite", clock)
+    setup = [
+        c.EstablishDivision(command_id="d1", actor="admin", code="140827", division_name="垣曲县", level="district"),
+        c.EstablishDivision(
+            command_id="d2", actor="admin", code="140827100", division_name="新城镇", level="street", parent="140827"
+        ),
+        c.EstablishDivision(
+            command_id="d3", actor="admin", code="140827100001", division_name="东峰山社区",
+            level="community", parent="140827100",
+        ),  # fmt: skip
+        c.DrawGrid(command_id="g1", actor="admin", code=GRID, grid_name="东峰山1", community="140827100001",
+                   households=520, boundary='{"type":"Polygon","coordinates":[]}'),  # fmt: skip
+        c.EnrollWorker(command_id="w1", actor="admin", code="W1", worker_name="张三", role="grid_worker",
+                       unit="140827100001", grid=GRID),  # fmt: skip
+        c.EnrollWorker(command_id="w2", actor="admin", code="W2", worker_name="李四", role="grid_worker",
+                       unit="140827100001", grid=GRID),  # fmt: skip
+        c.SetDuty(command_id="w1on", actor="admin", worker="W1", on_duty=True),
+    ]
+    for command in setup:
+        app.execute(command)
+    yield app
+    app.close()
+
+
+def report(command_id: str = "r1", **overrides: Any) -> c.ReportCase:
+    fields: dict[str, Any] = dict(
+        command_id=command_id, actor="resident:1", source="resident", category="C0101", grid=GRID,
+        description="井盖缺失", lon=111.67, lat=35.30,
+    )  # fmt: skip
+    fields.update(overrides)
+    return c.ReportCase(**fields)
+
+
+def log_length(app: Gridloop) -> int:
+    return app.recorder.max_notification_id() or 0
+
+
+def test_a_repeated_command_id_returns_the_first_result_and_records_nothing(app: Gridloop) -> None:
+    first = app.execute(report())
+    before = log_length(app)
+    again = app.execute(report())
+    assert again.duplicate and not first.duplicate
+    assert (again.aggregate_id, again.position) == (first.aggregate_id, first.position)
+    assert log_length(app) == before
+
+
+def test_a_command_id_reused_for_a_different_command_is_refused(app: Gridloop) -> None:
+    app.execute(report())
+    before = log_length(app)
+    with pytest.raises(DuplicateCommand, match="already used for a different command"):
+        app.execute(report(description="路灯不亮"))
+    assert log_length(app) == before
+
+
+def test_the_same_command_id_always_makes_the_same_case(tmp_path: Path, clock: ManualClock) -> None:
+    assert c.ReportCase(**vars(report())).fingerprint() == report().fingerprint()
+
+
+BAD_INPUT: list[tuple[str, Any, type[GridloopError], str]] = [
+    ("unknown category", report(category="Z9999"), UnknownReference, "unknown category 'Z9999'; known: C0101"),
+    ("unknown grid", report(grid="nowhere"), UnknownReference, "unknown grid 'nowhere'"),
+    ("half a location", report(lat=None), InvalidCommand, "location: has only one coordinate"),
+    ("latitude out of range", report(lat=123.0), InvalidCommand, "lat: 123.0 is not a latitude"),
+    ("unknown source", report(source="pigeon"), InvalidCommand, "source: 'pigeon' is not a case source"),
+    ("empty description", report(description="  "), InvalidCommand, "description: is empty"),
+    ("empty command id", report(command_id=""), InvalidCommand, "command_id: is empty"),
+    ("no actor", report(actor=""), InvalidCommand, "actor: is empty"),
+    ("future time", report(occurred_at=T0 + timedelta(hours=3)), InvalidCommand, "is in the future"),
+    ("unknown case", c.AcceptCase(command_id="x", actor="W1", case_id=UUID(int=7)), UnknownReference, "unknown case"),
+]
+
+
+@pytest.mark.parametrize(("what", "command", "error", "words"), BAD_INPUT, ids=[b[0] for b in BAD_INPUT])
+def test_bad_input_gets_a_clear_error_and_changes_nothing(
+    app: Gridloop, what: str, command: c.Command, error: type[GridloopError], words: str
+) -> None:
+    before = log_length(app)
+    with pytest.raises(error) as refused:
+        app.execute(command)
+    assert words in str(refused.value)
+    assert log_length(app) == before
+
+
+def test_a_wrong_state_is_refused_with_the_allowed_actions_and_changes_nothing(app: Gridloop) -> None:
+    case_id = app.execute(report()).aggregate_id
+    before = log_length(app)
+    with pytest.raises(IllegalTransition, match="cannot accept a case that is reported; allowed from reported: "):
+        app.execute(c.AcceptCase(command_id="a1", actor="W1", case_id=case_id))
+    assert log_length(app) == before
+    # The refused command id is still free: the refusal recorded nothing.
+    app.execute(c.RegisterCase(command_id="a1", actor="op1", case_id=case_id))
+
+
+def test_nothing_is_dispatched_to_an_off_duty_worker(app: Gridloop) -> None:
+    case_id = app.execute(report()).aggregate_id
+    app.execute(c.RegisterCase(command_id="reg", actor="op1", case_id=case_id))
+    with pytest.raises(InvalidCommand, match="W2 is off duty"):
+        app.execute(c.DispatchCase(command_id="d", actor="op1", case_id=case_id, worker="W2", reason="r"))
+
+
+def test_the_closed_loop_end_to_end_records_every_step(app: Gridloop, clock: ManualClock) -> None:
+    case_id = app.execute(report(occurred_at=T0 - timedelta(hours=2))).aggregate_id
+    steps: list[c.Command] = [
+        c.RegisterCase(command_id="s1", actor="op1", case_id=case_id),
+        c.DispatchCase(command_id="s2", actor="op1", case_id=case_id, worker="W1", reason="owner of the grid"),
+        c.AcceptCase(command_id="s3", actor="W1", case_id=case_id),
+        c.ReportHandling(command_id="s4", actor="W1", case_id=case_id, result="cover replaced", photos=["p.jpg"]),
+        c.VerifyCase(command_id="s5", actor="inspector", case_id=case_id, passed=True),
+        c.CallBack(command_id="s6", actor="op1", case_id=case_id, satisfaction=5, fixed=True),
+    ]
+    positions = []
+    for step in steps:
+        clock.advance(timedelta(minutes=30))
+        positions.append(app.execute(step).position)
+    assert positions == sorted(positions)
+    order = app.case(case_id)
+    assert order.status is Status.EVALUATED and order.accountable is None
+    # Occurred time comes from the source (two hours before it was recorded); recorded time from the clock.
+    reported = app.repository.event_store.get(case_id)
+    first = next(iter(reported))
+    assert first.occurred_at == T0 - timedelta(hours=2)  # type: ignore[attr-defined]
+    assert first.timestamp == T0
+    # The default deadline comes from the category's time limit.
+    limit = app.catalogue.category("C0101").time_limit_hours
+    assert order.deadline == T0 + timedelta(minutes=60) + timedelta(hours=limit)
+
+
+def test_a_patrol_finding_becomes_a_case_in_the_same_transaction(app: Gridloop) -> None:
+    patrol_id = app.execute(c.StartPatrol(command_id="p1", actor="W1", worker="W1", grid=GRID)).aggregate_id
+    app.execute(c.VisitCheckpoint(command_id="p2", actor="W1", patrol_id=patrol_id, lon=111.67, lat=35.3))
+    result = app.execute(
+        c.ReportFinding(command_id="p3", actor="W1", patrol_id=patrol_id, category="C0101", description="cover gone")
+    )
+    assert result.events == ("Reported", "FindingReported")
+    assert app.case(result.aggregate_id).patrol_id == patrol_id
+    app.execute(c.EndPatrol(command_id="p4", actor="W1", patrol_id=patrol_id))
+    with pytest.raises(IllegalTransition, match="ended"):
+        app.execute(c.VisitCheckpoint(command_id="p5", actor="W1", patrol_id=patrol_id, lon=111.6, lat=35.3))
+
+
+def test_concurrent_writers_on_one_case_each_succeed_once_or_are_told_why(tmp_path: Path, app: Gridloop) -> None:
+    """Two processes' worth of writers: optimistic concurrency retries, nothing is lost or doubled."""
+    case_id = app.execute(report()).aggregate_id
+    app.execute(c.RegisterCase(command_id="reg", actor="op1", case_id=case_id))
+    app.execute(c.DispatchCase(command_id="dis", actor="op1", case_id=case_id, worker="W1", reason="r"))
+    app.execute(c.AcceptCase(command_id="acc", actor="W1", case_id=case_id))
+    second = make_app(Path(app.env["SQLITE_DBNAME"]), app.clock)  # type: ignore[arg-type]
+    errors: list[Exception] = []
+    recorded: list[int] = []
+
+    def escalate(writer: Gridloop, n: int) -> None:
+        for i in range(10):
+            try:
+                writer.execute(c.EscalateCase(command_id=f"e{n}-{i}", actor="sup", case_id=case_id, level=1, reason="x"))
+                recorded.append(1)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=escalate, args=(w, n)) for n, w in enumerate((app, second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Under contention a writer retries; if it still loses it is told so, and nothing half-done remains.
+    assert all(isinstance(e, ConcurrencyConflict) for e in errors)
+    assert len(recorded) + len(errors) == 20
+    escalations = [e for e in app.repository.event_store.get(case_id) if type(e).__name__ == "Escalated"]
+    assert len(escalations) == len(recorded)
+    versions = [e.originator_version for e in app.repository.event_store.get(case_id)]
+    assert versions == list(range(1, len(versions) + 1))
+    second.close()
+
+
+def test_parse_command_turns_text_into_typed_fields_or_says_what_is_wrong() -> None:
+    case_id = uuid4()
+    command = c.parse_command(
+        "escalate", {"command_id": "x", "actor": "sup", "case_id": str(case_id), "level": "2", "reason": "late"}
+    )
+    assert command == c.EscalateCase(command_id="x", actor="sup", case_id=case_id, level=2, reason="late")
+    with pytest.raises(InvalidCommand, match="level: 'two' is malformed"):
+        c.parse_command("escalate", {"command_id": "x", "actor": "s", "case_id": str(case_id), "level": "two", "reason": "r"})
+    with pytest.raises(InvalidCommand, match="reason: is missing"):
+        c.parse_command("escalate", {"command_id": "x", "actor": "s", "case_id": str(case_id), "level": "2"})
+    with pytest.raises(InvalidCommand, match="colour: is not a field of escalate"):
+        c.parse_command("escalate", {"command_id": "x", "actor": "s", "colour": "red"})
+    with pytest.raises(UnknownReference, match="unknown command 'fly'"):
+        c.parse_command("fly", {})
+    with pytest.raises(InvalidCommand, match="UTC offset"):
+        c.parse_command("request_extension", {"command_id": "x", "actor": "s", "case_id": str(case_id),
+                                              "until": "2026-11-24T10:00", "reason": "r"})  # fmt: skip
+
+
+def test_a_case_reported_before_a_redraw_stays_attributed_to_its_grid(app: Gridloop) -> None:
+    case_id = app.execute(report()).aggregate_id
+    app.execute(c.DrawGrid(command_id="g2", actor="admin", code=GRID[:-1] + "2", grid_name="东峰山2",
+                           community="140827100001", households=260, boundary="{}"))  # fmt: skip
+    app.execute(c.RedrawGrid(command_id="rd", actor="admin", code=GRID, households=260, boundary="{}",
+                             reason="split: 520 households into two grids"))  # fmt: skip
+    assert app.grid(GRID).households == 260
+    app.execute(c.RetireGrid(command_id="rt", actor="admin", code=GRID, successors=[GRID[:-1] + "2"], reason="merged"))
+    assert app.case(case_id).grid == GRID
+    with pytest.raises(InvalidCommand, match="was retired by a redraw .expected one of 1408271000010012"):
+        app.execute(report(command_id="r-after"))
+    with pytest.raises(IllegalTransition, match="retired"):
+        app.execute(c.RedrawGrid(command_id="rd2", actor="admin", code=GRID, households=1, boundary="{}", reason="x"))
+    with pytest.raises(UnknownReference, match="unknown grid 'nowhere'"):
+        app.execute(c.RetireGrid(command_id="rt2", actor="admin", code=GRID[:-1] + "2", successors=["nowhere"],
+                                 reason="x"))  # fmt: skip
