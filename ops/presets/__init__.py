@@ -14,7 +14,7 @@ from typing import Any
 from engine.errors import UnknownReference
 
 LEVELS: tuple[str, ...] = ("city", "district", "street")
-_TOP_KEYS = ("title", "seed", "sources", "region", "division", "street", "staff", "rates")
+_TOP_KEYS = ("title", "seed", "sources", "region", "street", "staff", "rates")
 _STREET_KEYS = ("code", "name", "parent", "community")
 _COUNT_KEYS = ("communities", "households_per_community", "grids_per_community")
 _COMMUNITY_KEYS = ("name", "households", "grids", "illustrative_name")
@@ -123,7 +123,7 @@ def _parse(text: str, source: str, name: str) -> Preset:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: not valid TOML: {exc}") from exc
-    _keys(data, _TOP_KEYS, (), f"{source}: top level")
+    _keys(data, _TOP_KEYS, ("division",), f"{source}: top level")
     sources = data.get("sources", [])
     if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
         raise ValueError(f"{source}: sources must be a list of strings")
@@ -172,15 +172,12 @@ def _street(entry: Mapping[str, Any], top: str, where: str) -> DivisionSpec:
     return DivisionSpec(_str(entry, "code", where), _str(entry, "name", where), "street", parent)
 
 
-def _communities(
-    entry: Mapping[str, Any], street: DivisionSpec, where: str
-) -> list[CommunitySpec]:
+def _communities(entry: Mapping[str, Any], street: DivisionSpec, where: str) -> list[CommunitySpec]:
     listed = "community" in entry
     counted = any(k in entry for k in _COUNT_KEYS)
     if listed == counted:
         raise ValueError(
-            f"{where}: give either [[street.community]] entries or all of "
-            f"{', '.join(_COUNT_KEYS)}, not both or neither"
+            f"{where}: give either [[street.community]] entries or all of {', '.join(_COUNT_KEYS)}, not both or neither"
         )
     if counted:
         count = _int(entry, "communities", where, minimum=1)
@@ -211,9 +208,7 @@ def _communities(
     ]
 
 
-def _check_tree(
-    divisions: list[DivisionSpec], communities: list[CommunitySpec], source: str
-) -> None:
+def _check_tree(divisions: list[DivisionSpec], communities: list[CommunitySpec], source: str) -> None:
     """Codes unique; every parent (and every community's street) defined before use."""
     seen: dict[str, DivisionSpec] = {}
     for division in divisions:
@@ -224,9 +219,7 @@ def _check_tree(
             parent = seen.get(division.parent)
             if parent is None:
                 known = ", ".join(seen)
-                raise ValueError(
-                    f"{where}: unknown parent {division.parent!r}; known: {known}"
-                )
+                raise ValueError(f"{where}: unknown parent {division.parent!r}; known: {known}")
             if LEVELS.index(parent.level) >= LEVELS.index(division.level):
                 raise ValueError(
                     f"{where}: a {division.level} cannot sit under a {parent.level}; "
@@ -234,15 +227,15 @@ def _check_tree(
                 )
         seen[division.code] = division
     streets = {d.code for d in divisions if d.level == "street"}
+    codes = set(seen)
     for community in communities:
         where = f"{source}: community {community.code!r} ({community.name})"
-        if community.code in seen:
+        if community.code in codes:
             raise ValueError(f"{where}: duplicate code; codes must be unique")
         if community.street not in streets:
-            raise ValueError(f"{where}: unknown street {community.street!r}")
-        seen[community.code] = dataclasses.replace(
-            DivisionSpec(community.code, community.name, "street", community.street)
-        )
+            known = ", ".join(sorted(streets))
+            raise ValueError(f"{where}: unknown street {community.street!r}; known: {known}")
+        codes.add(community.code)
 
 
 def _rates(table: object, where: str) -> Rates:
@@ -256,9 +249,7 @@ def _rates(table: object, where: str) -> Rates:
             continue
         value = table[field.name]
         if not _number(value) or value < 0:
-            raise ValueError(
-                f"{where}: {field.name} must be a number >= 0, got {value!r}"
-            )
+            raise ValueError(f"{where}: {field.name} must be a number >= 0, got {value!r}")
         if field.name.endswith(("_rate", "_probability_per_checkpoint")) and value > 1:
             raise ValueError(f"{where}: {field.name} is a share in [0, 1], got {value!r}")
         values[field.name] = float(value)
@@ -272,17 +263,14 @@ def _ints(table: object, cls: type[StaffSpec], where: str) -> dict[str, int]:
     return {name: _int(table, name, where, minimum=0) for name in names}
 
 
-def _keys(
-    table: Mapping[str, Any], required: tuple[str, ...], optional: tuple[str, ...], where: str
-) -> None:
+def _keys(table: Mapping[str, Any], required: tuple[str, ...], optional: tuple[str, ...], where: str) -> None:
     allowed = (*required, *optional)
     unknown = sorted(set(table) - set(allowed))
     missing = [k for k in required if k not in table]
-    if unknown or missing:
-        raise ValueError(
-            f"{where}: unknown {unknown} / missing {missing} field(s); "
-            f"required: {list(required)}, optional: {list(optional)}"
-        )
+    problems = [f"unknown field(s) {unknown}"] if unknown else []
+    problems += [f"missing field(s) {missing}"] if missing else []
+    if problems:
+        raise ValueError(f"{where}: {'; '.join(problems)}; required: {list(required)}, optional: {list(optional)}")
 
 
 def _table(value: object, where: str) -> Mapping[str, Any]:
