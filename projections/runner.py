@@ -1,0 +1,128 @@
+"""The embedded projection runner: event store notification log → projections → view store, in batches."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from uuid import UUID
+
+import structlog
+from eventsourcing.persistence import ApplicationRecorder, Mapper
+from eventsourcing.utils import resolve_topic
+
+from engine.errors import UnknownReference
+from projections.projection import Handler, Projection
+from projections.store import ViewStore
+
+log = structlog.get_logger()
+
+
+class EmbeddedRunner:
+    """Follows the event store's notification log and folds it into the views (embedded mode).
+
+    Each batch's view rows and every projection's new tracking position are written in one
+    transaction, so a crash between batches neither applies an event twice nor skips one. Each
+    projection tracks its own position under its own name, so one view can be rebuilt alone.
+    One runner owns a view store; it is not meant to be driven from two threads at once.
+    """
+
+    def __init__(
+        self,
+        app_recorder: ApplicationRecorder,
+        mapper: Mapper[UUID],
+        store: ViewStore,
+        projections: Sequence[Projection],
+        batch_size: int = 500,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        names = [projection.name for projection in projections]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"projections need distinct names, got {names}")
+        self._recorder = app_recorder
+        self._mapper = mapper
+        self._store = store
+        self._projections = tuple(projections)
+        self._batch_size = batch_size
+        # Which projection overloads want an event of a topic: decided once, so a topic nobody
+        # follows (command receipts are half the log) costs a dict lookup and is never decoded.
+        self._routes: dict[str, tuple[tuple[str, Handler], ...]] = {}
+        for projection in self._projections:
+            for topic in projection.topics:
+                route = (projection.name, projection.handler(resolve_topic(topic)))
+                self._routes[topic] = (*self._routes.get(topic, ()), route)
+        self._positions = store.positions(names)
+
+    @property
+    def position(self) -> int:
+        """The log position every projection has read up to (the lowest of their tracking positions)."""
+        return min(self._positions.values())
+
+    def positions(self) -> dict[str, int]:
+        """Each projection's tracking position, by name."""
+        return dict(self._positions)
+
+    def run_until_caught_up(self) -> int:
+        """Apply batches until the log has nothing new; returns how many events were applied."""
+        applied = 0
+        while True:
+            read, batch_applied = self._run_batch()
+            applied += batch_applied
+            if read < self._batch_size:
+                return applied
+
+    def run(self, stop: threading.Event, poll_interval: float = 0.2) -> None:
+        """Follow the log until ``stop`` is set, polling every ``poll_interval`` seconds once caught up.
+
+        SQLite's recorder cannot push new events, so the runner polls the notification log.
+        """
+        while not stop.is_set():
+            self.run_until_caught_up()
+            stop.wait(poll_interval)
+
+    def rebuild(self, name: str | None = None) -> int:
+        """Drop one view's rows and tracking (or every view's, for None) and replay the log from zero."""
+        chosen = [p for p in self._projections if name is None or p.name == name]
+        if not chosen:
+            raise UnknownReference("view", str(name), [p.name for p in self._projections])
+        with self._store.transaction() as cursor:
+            for projection in chosen:
+                projection.clear(cursor)
+                self._store.forget(cursor, projection.name)
+        for projection in chosen:
+            self._positions[projection.name] = 0
+        log.info("views_cleared", views=[p.name for p in chosen])
+        applied = self.run_until_caught_up()
+        log.info("views_rebuilt", views=[p.name for p in chosen], events=applied, position=self.position)
+        return applied
+
+    def _run_batch(self) -> tuple[int, int]:
+        """Read one batch and apply it in one transaction; returns (notifications read, events applied)."""
+        notifications = self._recorder.select_notifications(start=self.position + 1, limit=self._batch_size)
+        if not notifications:
+            return 0, 0
+        last = notifications[-1].id
+        positions = self._positions
+        applied = 0
+        with self._store.transaction() as cursor:
+            for notification in notifications:
+                interested = self._routes.get(notification.topic)
+                if interested is None:
+                    continue
+                event = None
+                for name, process_event in interested:
+                    # A projection being rebuilt is behind the others: the rest have this event already.
+                    if positions[name] < notification.id:
+                        if event is None:
+                            event = self._mapper.to_domain_event(notification)
+                        process_event(event, notification.id, cursor)
+                if event is not None:
+                    applied += 1
+            # Every projection behind this batch has now read it, interested or not, so a
+            # command whose last event no view cares about can still be waited for.
+            behind = [name for name, position in positions.items() if position < last]
+            for name in behind:
+                self._store.track(cursor, name, last)
+        # Only once the transaction committed: a failed batch leaves the runner where it was.
+        positions.update(dict.fromkeys(behind, last))
+        return len(notifications), applied

@@ -1,0 +1,65 @@
+"""The view store: a real eventsourcing TrackingRecorder on its own SQLite file, holding the views' tables."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.tests import persistence as es_tests
+
+from projections.store import ViewStore
+from projections.views import VIEW_NAMES, VIEWS
+
+
+class TestViewStoreIsATrackingRecorder(es_tests.TrackingRecorderTestCase):
+    """The library's own contract for tracking recorders, run against the view store."""
+
+    def create_recorder(self) -> ViewStore:
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        store = ViewStore.open(Path(folder.name) / "views.sqlite")
+        self.addCleanup(store.close)
+        return store
+
+
+def test_the_view_store_is_its_own_file_in_wal_mode_so_readers_do_not_block_the_runner(tmp_path: Path) -> None:
+    store = ViewStore.open(tmp_path / "views.sqlite")
+    with store.reading() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {row[0] for row in cursor.fetchall()}
+    assert {table.name for view in VIEWS for table in view.tables} | {"tracking"} <= tables
+    assert "stored_events" not in tables
+    store.close()
+
+
+def test_opening_an_existing_view_store_keeps_its_rows_and_positions(tmp_path: Path) -> None:
+    store = ViewStore.open(tmp_path / "views.sqlite")
+    with store.transaction() as cursor:
+        store.track(cursor, "case_board", 41)
+        cursor.execute("INSERT INTO board_grid VALUES ('G', 'C', 'S')")
+    store.close()
+
+    again = ViewStore.open(tmp_path / "views.sqlite")
+    assert again.max_tracking_id("case_board") == 41
+    assert again.positions(VIEW_NAMES) == {"case_board": 41, "worker_queue": 0, "case_timeline": 0}
+    with again.reading() as cursor:
+        cursor.execute("SELECT * FROM board_grid")
+        assert [tuple(row) for row in cursor.fetchall()] == [("G", "C", "S")]
+    again.close()
+
+
+def test_a_failed_transaction_leaves_neither_rows_nor_tracking(tmp_path: Path) -> None:
+    store = ViewStore.open(tmp_path / "views.sqlite")
+    with pytest.raises(IntegrityError), store.transaction() as cursor:
+        cursor.execute("INSERT INTO board_grid VALUES ('G', 'C', 'S')")
+        store.track(cursor, "case_board", 5)
+        store.track(cursor, "case_board", 5)  # not past the recorded position: refused
+    assert store.max_tracking_id("case_board") is None
+    with store.reading() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM board_grid")
+        assert cursor.fetchone()[0] == 0
+    store.close()
