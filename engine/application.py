@@ -142,7 +142,7 @@ class Gridloop(Application[UUID]):
                     recordings = self.save(*changed, receipt)
                 except IntegrityError:
                     # Someone else wrote first: back off a little (jittered), reload and try again.
-                    time.sleep(random.uniform(0, 0.002 * 2**_attempt))  # noqa: S311 - timing only
+                    time.sleep(random.uniform(0, 0.002 * 2**_attempt))  # timing only, not an event
                     continue
             events = tuple(type(r.domain_event).__name__ for r in recordings[:-1])
             return CommandResult(command.command_id, aggregate_id, recordings[-1].notification.id, events)
@@ -158,9 +158,7 @@ class Gridloop(Application[UUID]):
     def _repeat(self, command: c.Command, first: CommandReceipt, fingerprint: str) -> CommandResult:
         if first.fingerprint != fingerprint:
             raise DuplicateCommand(command.command_id, first.command)
-        return CommandResult(
-            command.command_id, first.aggregate_id, self.position_of(first.id), (), duplicate=True
-        )
+        return CommandResult(command.command_id, first.aggregate_id, self.position_of(first.id), (), duplicate=True)
 
     def position_of(self, aggregate_id: UUID, version: int = 1) -> int:
         """The notification-log position of one recorded event."""
@@ -182,7 +180,9 @@ class Gridloop(Application[UUID]):
         if command.occurred_at.tzinfo is None:
             raise InvalidCommand("occurred_at", "has no UTC offset", "a timezone-aware time")
         if command.occurred_at > now + FUTURE_SKEW:
-            raise InvalidCommand("occurred_at", f"{command.occurred_at.isoformat()} is in the future", f"at or before {now.isoformat()}")
+            raise InvalidCommand(
+                "occurred_at", f"{command.occurred_at.isoformat()} is in the future", f"at or before {now.isoformat()}"
+            )
         return command.occurred_at
 
     # -- loading ------------------------------------------------------------------------
@@ -225,10 +225,19 @@ class Gridloop(Application[UUID]):
         return handle
 
     def _new_case(
-        self, command_id: str, source: str, category: str, grid_code: str, description: str,
-        reporter: str, lon: float | None, lat: float | None, patrol_id: UUID | None,
-        occurred_at: datetime, actor: str,
-    ) -> WorkOrder:  # fmt: skip
+        self,
+        command_id: str,
+        source: str,
+        category: str,
+        grid_code: str,
+        description: str,
+        reporter: str,
+        lon: float | None,
+        lat: float | None,
+        patrol_id: UUID | None,
+        occurred_at: datetime,
+        actor: str,
+    ) -> WorkOrder:
         if source not in SOURCES:
             raise InvalidCommand("source", f"{source!r} is not a case source", ", ".join(SOURCES))
         self.catalogue.category(category)
@@ -263,9 +272,18 @@ class Gridloop(Application[UUID]):
         patrol = self.patrol(m.patrol_id)
         patrol._require_active("report_finding")
         order = self._new_case(
-            m.command_id, "patrol", m.category, patrol.grid, m.description, patrol.worker,
-            m.lon, m.lat, patrol.id, t, m.actor,
-        )  # fmt: skip
+            m.command_id,
+            "patrol",
+            m.category,
+            patrol.grid,
+            m.description,
+            patrol.worker,
+            m.lon,
+            m.lat,
+            patrol.id,
+            t,
+            m.actor,
+        )
         patrol.report_finding(case_id=order.id, category=m.category, occurred_at=t)
         return order.id, [order, patrol]
 
@@ -298,9 +316,16 @@ class Gridloop(Application[UUID]):
             deadline = t + timedelta(hours=hours)
         act = order.reassign if isinstance(m, c.ReassignCase) else order.dispatch
         act(
-            unit=m.unit, worker=m.worker, deadline=deadline, policy=m.policy, policy_version=m.policy_version,
-            reason=m.reason, inputs=m.inputs, occurred_at=t, actor=m.actor,
-        )  # fmt: skip
+            unit=m.unit,
+            worker=m.worker,
+            deadline=deadline,
+            policy=m.policy,
+            policy_version=m.policy_version,
+            reason=m.reason,
+            inputs=m.inputs,
+            occurred_at=t,
+            actor=m.actor,
+        )
         return order.id, [order]
 
     def _is_division(self, code: str) -> bool:
@@ -326,9 +351,15 @@ class Gridloop(Application[UUID]):
         if m.households <= 0:
             raise InvalidCommand("households", f"{m.households} is not a household count", "a positive number")
         grid = Grid(
-            code=m.code, name=m.grid_name, community=community.code, street=street.code,
-            district=street.parent, households=m.households, boundary=m.boundary, occurred_at=t,
-        )  # fmt: skip
+            code=m.code,
+            name=m.grid_name,
+            community=community.code,
+            street=street.code,
+            district=street.parent,
+            households=m.households,
+            boundary=m.boundary,
+            occurred_at=t,
+        )
         return grid.id, [grid]
 
     def _redraw_grid(self, m: c.RedrawGrid, t: datetime) -> tuple[UUID, list[Aggregate]]:
@@ -398,4 +429,3 @@ def _check_location(lon: float | None, lat: float | None) -> None:
         raise InvalidCommand("lon", f"{lon} is not a longitude", "-180 to 180 (WGS84 degrees)")
     if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
         raise InvalidCommand("lat", f"{lat} is not a latitude", "-90 to 90 (WGS84 degrees)")
-

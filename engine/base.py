@@ -13,9 +13,7 @@ from eventsourcing.domain import Aggregate
 GRIDLOOP_NAMESPACE = uuid5(NAMESPACE_URL, "https://gridloop.invalid/ids")
 """Namespace of gridloop's name-based ids, so the same code always gives the same id."""
 
-_recording_clock: ContextVar[Callable[[], datetime] | None] = ContextVar(
-    "gridloop_recording_clock", default=None
-)
+_recording_clock: ContextVar[Callable[[], datetime] | None] = ContextVar("gridloop_recording_clock", default=None)
 
 
 @contextmanager

@@ -275,13 +275,37 @@ class EndPatrol(Command):
 COMMANDS: dict[str, type[Command]] = {
     c.name: c
     for c in (
-        ReportCase, RegisterCase, RejectCase, MergeCase, DispatchCase, ReassignCase,
-        AcceptCase, ReturnCase, RequestExtension, GrantExtension, DenyExtension,
-        SuspendCase, ResumeCase, ReportHandling, VerifyCase, EscalateCase, CallBack,
-        ReopenCase, EstablishDivision, DrawGrid, RedrawGrid, RetireGrid, AssignStaff, EnrollWorker,
-        SetDuty, StartPatrol, VisitCheckpoint, ReportFinding, EndPatrol,
+        ReportCase,
+        RegisterCase,
+        RejectCase,
+        MergeCase,
+        DispatchCase,
+        ReassignCase,
+        AcceptCase,
+        ReturnCase,
+        RequestExtension,
+        GrantExtension,
+        DenyExtension,
+        SuspendCase,
+        ResumeCase,
+        ReportHandling,
+        VerifyCase,
+        EscalateCase,
+        CallBack,
+        ReopenCase,
+        EstablishDivision,
+        DrawGrid,
+        RedrawGrid,
+        RetireGrid,
+        AssignStaff,
+        EnrollWorker,
+        SetDuty,
+        StartPatrol,
+        VisitCheckpoint,
+        ReportFinding,
+        EndPatrol,
     )
-}  # fmt: skip
+}
 
 
 def command_fields(command_class: type[Command]) -> dict[str, tuple[Any, bool]]:

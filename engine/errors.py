@@ -17,9 +17,7 @@ class IllegalTransition(GridloopError):
         self.action = action
         self.allowed = tuple(sorted(allowed))
         allowed_text = ", ".join(self.allowed) if self.allowed else "none (the case is final)"
-        super().__init__(
-            f"cannot {action} a case that is {state}; allowed from {state}: {allowed_text}"
-        )
+        super().__init__(f"cannot {action} a case that is {state}; allowed from {state}: {allowed_text}")
 
 
 class InvalidCommand(GridloopError):

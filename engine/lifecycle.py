@@ -42,9 +42,7 @@ OPEN: frozenset[Status] = frozenset(
 DESK_STATES: frozenset[Status] = frozenset(
     {Status.REPORTED, Status.REGISTERED, Status.RETURNED, Status.HANDLED, Status.REOPENED}
 )
-ASSIGNEE_STATES: frozenset[Status] = frozenset(
-    {Status.DISPATCHED, Status.ACCEPTED, Status.EXTENSION_REQUESTED}
-)
+ASSIGNEE_STATES: frozenset[Status] = frozenset({Status.DISPATCHED, Status.ACCEPTED, Status.EXTENSION_REQUESTED})
 
 RESUME_PREVIOUS = "previous"
 """Target of ``resume``: the state the case was in when it was suspended."""

@@ -15,7 +15,7 @@ class Patrol(GridloopAggregate):
     """One walk of a grid worker through a grid."""
 
     @event("Started")
-    def __init__(self, *, id: UUID, worker: str, grid: str, occurred_at: datetime) -> None:  # noqa: A002
+    def __init__(self, *, id: UUID, worker: str, grid: str, occurred_at: datetime) -> None:
         self.worker = worker
         self.grid = grid
         self.started_at = occurred_at

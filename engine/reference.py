@@ -32,9 +32,7 @@ class Division(GridloopAggregate):
         return name_id("division", code)
 
     @event("Established")
-    def __init__(
-        self, *, code: str, name: str, level: str, parent: str, occurred_at: datetime
-    ) -> None:
+    def __init__(self, *, code: str, name: str, level: str, parent: str, occurred_at: datetime) -> None:
         self.code = code
         self.name = name
         self.level = level

@@ -47,7 +47,7 @@ class WorkOrder(GridloopAggregate):
     def __init__(
         self,
         *,
-        id: UUID,  # noqa: A002 - the library's name for the aggregate id
+        id: UUID,  # the library's name for the aggregate id
         source: str,
         category: str,
         grid: str,
@@ -209,7 +209,9 @@ class WorkOrder(GridloopAggregate):
         self._require("request_extension")
         _need_text("reason", reason)
         if self.deadline is not None and until <= self.deadline:
-            raise InvalidCommand("until", f"{until.isoformat()} is not after the deadline", f"after {self.deadline.isoformat()}")
+            raise InvalidCommand(
+                "until", f"{until.isoformat()} is not after the deadline", f"after {self.deadline.isoformat()}"
+            )
         self._extension_requested(until=until, reason=reason, occurred_at=occurred_at, actor=actor)
 
     def grant_extension(self, *, note: str, occurred_at: datetime, actor: str) -> None:
@@ -253,7 +255,11 @@ class WorkOrder(GridloopAggregate):
         if level not in ESCALATION_LEVELS:
             raise InvalidCommand("level", f"{level} is not a supervision level", "1 (grid leader) to 5 (city)")
         if level < self.escalation_level:
-            raise InvalidCommand("level", f"the case is already escalated to level {self.escalation_level}", f"{self.escalation_level} to 5")
+            raise InvalidCommand(
+                "level",
+                f"the case is already escalated to level {self.escalation_level}",
+                f"{self.escalation_level} to 5",
+            )
         _need_text("reason", reason)
         self._escalated(level=level, reason=reason, occurred_at=occurred_at, actor=actor)
 
@@ -261,7 +267,9 @@ class WorkOrder(GridloopAggregate):
         """回访: the resident's verdict; "not fixed" reopens the case."""
         self._require("call_back")
         if not 1 <= satisfaction <= 5:
-            raise InvalidCommand("satisfaction", f"{satisfaction} is out of range", "1 (very dissatisfied) to 5 (very satisfied)")
+            raise InvalidCommand(
+                "satisfaction", f"{satisfaction} is out of range", "1 (very dissatisfied) to 5 (very satisfied)"
+            )
         self._called_back(satisfaction=satisfaction, fixed=fixed, note=note, occurred_at=occurred_at, actor=actor)
 
     def reopen(self, *, reason: str, occurred_at: datetime, actor: str) -> None:
@@ -412,7 +420,9 @@ def _check_assignment(
     if not unit and not worker:
         raise InvalidCommand("unit", "neither a unit nor a worker was given", "a unit, a worker, or both")
     if deadline <= occurred_at:
-        raise InvalidCommand("deadline", f"{deadline.isoformat()} is not after the dispatch time", f"after {occurred_at.isoformat()}")
+        raise InvalidCommand(
+            "deadline", f"{deadline.isoformat()} is not after the dispatch time", f"after {occurred_at.isoformat()}"
+        )
     _need_text("reason", reason)
     if policy and not policy_version:
         raise InvalidCommand("policy_version", "a policy decision must name the policy's version")

@@ -14,7 +14,14 @@ import pytest
 from engine import commands as c
 from engine.application import Gridloop
 from engine.clock import ManualClock
-from engine.errors import ConcurrencyConflict, DuplicateCommand, GridloopError, IllegalTransition, InvalidCommand, UnknownReference
+from engine.errors import (
+    ConcurrencyConflict,
+    DuplicateCommand,
+    GridloopError,
+    IllegalTransition,
+    InvalidCommand,
+    UnknownReference,
+)
 from engine.lifecycle import Status
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
@@ -39,15 +46,40 @@ def app(tmp_path: Path, clock: ManualClock) -> Iterator[Gridloop]:
             command_id="d2", actor="admin", code="140827100", division_name="新城镇", level="street", parent="140827"
         ),
         c.EstablishDivision(
-            command_id="d3", actor="admin", code="140827100001", division_name="东峰山社区",
-            level="community", parent="140827100",
-        ),  # fmt: skip
-        c.DrawGrid(command_id="g1", actor="admin", code=GRID, grid_name="东峰山1", community="140827100001",
-                   households=520, boundary='{"type":"Polygon","coordinates":[]}'),  # fmt: skip
-        c.EnrollWorker(command_id="w1", actor="admin", code="W1", worker_name="张三", role="grid_worker",
-                       unit="140827100001", grid=GRID),  # fmt: skip
-        c.EnrollWorker(command_id="w2", actor="admin", code="W2", worker_name="李四", role="grid_worker",
-                       unit="140827100001", grid=GRID),  # fmt: skip
+            command_id="d3",
+            actor="admin",
+            code="140827100001",
+            division_name="东峰山社区",
+            level="community",
+            parent="140827100",
+        ),
+        c.DrawGrid(
+            command_id="g1",
+            actor="admin",
+            code=GRID,
+            grid_name="东峰山1",
+            community="140827100001",
+            households=520,
+            boundary='{"type":"Polygon","coordinates":[]}',
+        ),
+        c.EnrollWorker(
+            command_id="w1",
+            actor="admin",
+            code="W1",
+            worker_name="张三",
+            role="grid_worker",
+            unit="140827100001",
+            grid=GRID,
+        ),
+        c.EnrollWorker(
+            command_id="w2",
+            actor="admin",
+            code="W2",
+            worker_name="李四",
+            role="grid_worker",
+            unit="140827100001",
+            grid=GRID,
+        ),
         c.SetDuty(command_id="w1on", actor="admin", worker="W1", on_duty=True),
     ]
     for command in setup:
@@ -58,9 +90,15 @@ def app(tmp_path: Path, clock: ManualClock) -> Iterator[Gridloop]:
 
 def report(command_id: str = "r1", **overrides: Any) -> c.ReportCase:
     fields: dict[str, Any] = dict(
-        command_id=command_id, actor="resident:1", source="resident", category="C0101", grid=GRID,
-        description="井盖缺失", lon=111.67, lat=35.30,
-    )  # fmt: skip
+        command_id=command_id,
+        actor="resident:1",
+        source="resident",
+        category="C0101",
+        grid=GRID,
+        description="井盖缺失",
+        lon=111.67,
+        lat=35.30,
+    )
     fields.update(overrides)
     return c.ReportCase(**fields)
 
@@ -185,9 +223,11 @@ def test_concurrent_writers_on_one_case_each_succeed_once_or_are_told_why(tmp_pa
     def escalate(writer: Gridloop, n: int) -> None:
         for i in range(10):
             try:
-                writer.execute(c.EscalateCase(command_id=f"e{n}-{i}", actor="sup", case_id=case_id, level=1, reason="x"))
+                writer.execute(
+                    c.EscalateCase(command_id=f"e{n}-{i}", actor="sup", case_id=case_id, level=1, reason="x")
+                )
                 recorded.append(1)
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            except Exception as exc:  # collected and asserted below
                 errors.append(exc)
 
     threads = [threading.Thread(target=escalate, args=(w, n)) for n, w in enumerate((app, second))]
@@ -212,7 +252,9 @@ def test_parse_command_turns_text_into_typed_fields_or_says_what_is_wrong() -> N
     )
     assert command == c.EscalateCase(command_id="x", actor="sup", case_id=case_id, level=2, reason="late")
     with pytest.raises(InvalidCommand, match="level: 'two' is malformed"):
-        c.parse_command("escalate", {"command_id": "x", "actor": "s", "case_id": str(case_id), "level": "two", "reason": "r"})
+        c.parse_command(
+            "escalate", {"command_id": "x", "actor": "s", "case_id": str(case_id), "level": "two", "reason": "r"}
+        )
     with pytest.raises(InvalidCommand, match="reason: is missing"):
         c.parse_command("escalate", {"command_id": "x", "actor": "s", "case_id": str(case_id), "level": "2"})
     with pytest.raises(InvalidCommand, match="colour: is not a field of escalate"):
@@ -220,23 +262,43 @@ def test_parse_command_turns_text_into_typed_fields_or_says_what_is_wrong() -> N
     with pytest.raises(UnknownReference, match="unknown command 'fly'"):
         c.parse_command("fly", {})
     with pytest.raises(InvalidCommand, match="UTC offset"):
-        c.parse_command("request_extension", {"command_id": "x", "actor": "s", "case_id": str(case_id),
-                                              "until": "2026-11-24T10:00", "reason": "r"})  # fmt: skip
+        c.parse_command(
+            "request_extension",
+            {"command_id": "x", "actor": "s", "case_id": str(case_id), "until": "2026-11-24T10:00", "reason": "r"},
+        )
 
 
 def test_a_case_reported_before_a_redraw_stays_attributed_to_its_grid(app: Gridloop) -> None:
     case_id = app.execute(report()).aggregate_id
-    app.execute(c.DrawGrid(command_id="g2", actor="admin", code=GRID[:-1] + "2", grid_name="东峰山2",
-                           community="140827100001", households=260, boundary="{}"))  # fmt: skip
-    app.execute(c.RedrawGrid(command_id="rd", actor="admin", code=GRID, households=260, boundary="{}",
-                             reason="split: 520 households into two grids"))  # fmt: skip
+    app.execute(
+        c.DrawGrid(
+            command_id="g2",
+            actor="admin",
+            code=GRID[:-1] + "2",
+            grid_name="东峰山2",
+            community="140827100001",
+            households=260,
+            boundary="{}",
+        )
+    )
+    app.execute(
+        c.RedrawGrid(
+            command_id="rd",
+            actor="admin",
+            code=GRID,
+            households=260,
+            boundary="{}",
+            reason="split: 520 households into two grids",
+        )
+    )
     assert app.grid(GRID).households == 260
     app.execute(c.RetireGrid(command_id="rt", actor="admin", code=GRID, successors=[GRID[:-1] + "2"], reason="merged"))
     assert app.case(case_id).grid == GRID
-    with pytest.raises(InvalidCommand, match="was retired by a redraw .expected one of 140827100001002"):
+    with pytest.raises(InvalidCommand, match=r"was retired by a redraw \(expected one of 140827100001002"):
         app.execute(report(command_id="r-after"))
     with pytest.raises(IllegalTransition, match="retired"):
         app.execute(c.RedrawGrid(command_id="rd2", actor="admin", code=GRID, households=1, boundary="{}", reason="x"))
     with pytest.raises(UnknownReference, match="unknown grid 'nowhere'"):
-        app.execute(c.RetireGrid(command_id="rt2", actor="admin", code=GRID[:-1] + "2", successors=["nowhere"],
-                                 reason="x"))  # fmt: skip
+        app.execute(
+            c.RetireGrid(command_id="rt2", actor="admin", code=GRID[:-1] + "2", successors=["nowhere"], reason="x")
+        )

@@ -1,0 +1,252 @@
+"""Benchmarks: each gridloop path measured against the raw library doing the same work, in the same run."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from engine import codec
+from engine import commands as c
+from engine.application import Gridloop
+from engine.base import name_id
+from engine.clock import ManualClock
+from engine.work_order import WorkOrder
+from projections.runner import EmbeddedRunner
+from projections.store import ViewStore
+from projections.views import default_projections
+
+T0 = datetime(2026, 11, 2, 0, 30, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One path against its baseline: items per second (median of the repeats) and their ratio."""
+
+    name: str
+    items: int
+    gridloop_per_s: float
+    baseline_per_s: float
+    baseline: str
+
+    @property
+    def ratio(self) -> float:
+        return self.gridloop_per_s / self.baseline_per_s
+
+
+def _rate(items: int, run: Callable[[], None], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        samples.append(items / (time.perf_counter() - started))
+    return statistics.median(samples)
+
+
+def _app(directory: Path, name: str, clock: ManualClock) -> Gridloop:
+    return Gridloop({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(directory / name)}, clock=clock)
+
+
+def _district(app: Gridloop) -> str:
+    grid = "140827100001001"
+    for command in (
+        c.EstablishDivision(command_id="b-d", actor="bench", code="140827", division_name="垣曲县", level="district"),
+        c.EstablishDivision(
+            command_id="b-s", actor="bench", code="140827100", division_name="新城镇", level="street", parent="140827"
+        ),
+        c.EstablishDivision(
+            command_id="b-c",
+            actor="bench",
+            code="140827100001",
+            division_name="东峰山社区",
+            level="community",
+            parent="140827100",
+        ),
+        c.DrawGrid(
+            command_id="b-g",
+            actor="bench",
+            code=grid,
+            grid_name="G",
+            community="140827100001",
+            households=500,
+            boundary="{}",
+        ),
+    ):
+        app.execute(command)
+    return grid
+
+
+def command_path(n: int, repeats: int) -> Measurement:
+    """Report N cases through ``Gridloop.execute`` vs saving the same aggregates with the bare library."""
+    clock = ManualClock(T0)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        runs = iter(range(repeats * 2))
+
+        def gridloop() -> None:
+            app = _app(directory, f"g{next(runs)}.sqlite", clock)
+            grid = _district(app)
+            for i in range(n):
+                app.execute(
+                    c.ReportCase(
+                        command_id=f"r{i}",
+                        actor="bench",
+                        source="resident",
+                        category="C0101",
+                        grid=grid,
+                        description="井盖缺失",
+                        lon=111.67,
+                        lat=35.3,
+                    )
+                )
+            app.close()
+
+        def bare() -> None:
+            app = _app(directory, f"b{next(runs)}.sqlite", clock)
+            for i in range(n):
+                app.save(
+                    WorkOrder(
+                        id=name_id("case", f"r{i}"),
+                        source="resident",
+                        category="C0101",
+                        grid="g",
+                        desk="140827",
+                        description="井盖缺失",
+                        reporter="",
+                        lon=111.67,
+                        lat=35.3,
+                        patrol_id=None,
+                        occurred_at=T0,
+                        actor="bench",
+                    )
+                )
+            app.close()
+
+        return Measurement(
+            "command → stored (report)",
+            n,
+            _rate(n, gridloop, repeats),
+            _rate(n, bare, repeats),
+            "eventsourcing Application.save of the same aggregate",
+        )
+
+
+def _sample_events(n: int, directory: Path) -> tuple[Gridloop, list[Any]]:
+    clock = ManualClock(T0)
+    app = _app(directory, "events.sqlite", clock)
+    grid = _district(app)
+    for i in range(n // 6):
+        case_id = app.execute(
+            c.ReportCase(
+                command_id=f"r{i}",
+                actor="bench",
+                source="resident",
+                category="C0101",
+                grid=grid,
+                description="井盖缺失",
+                lon=111.67,
+                lat=35.3,
+            )
+        ).aggregate_id
+        clock.advance(timedelta(minutes=1))
+        app.execute(c.RegisterCase(command_id=f"g{i}", actor="op", case_id=case_id))
+        app.execute(c.DispatchCase(command_id=f"d{i}", actor="op", case_id=case_id, unit="chengguan", reason="r"))
+    notifications = app.recorder.select_notifications(1, n * 2)
+    return app, [app.mapper.to_domain_event(x) for x in notifications]
+
+
+def avro_codec(n: int, repeats: int) -> Measurement:
+    """Encode + decode N events with the codec vs fastavro schemaless write + read of the same records."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app, events = _sample_events(n, Path(tmp))
+        app.close()
+    encoded = [codec.encode(e) for e in events]
+    plans = []
+    for e, data in zip(events, encoded, strict=True):
+        schema = codec._codec_of(type(e)).schema.parsed
+        buffer = BytesIO(data[codec.HEADER_SIZE :])
+        plans.append((schema, schemaless_reader(buffer, schema, None)))
+
+    def gridloop() -> None:
+        for e in events:
+            codec.decode(codec.encode(e))
+
+    def bare() -> None:
+        for schema, record in plans:
+            out = BytesIO()
+            schemaless_writer(out, schema, record)
+            out.seek(0)
+            schemaless_reader(out, schema, None)
+
+    return Measurement(
+        "Avro codec (encode + decode)",
+        len(events),
+        _rate(len(events), gridloop, repeats),
+        _rate(len(events), bare, repeats),
+        "fastavro schemaless write + read of the same records",
+    )
+
+
+def projection_rebuild(n: int, repeats: int) -> Measurement:
+    """Rebuild all views from the log vs a raw loop that only reads and maps the same notifications."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        app, _ = _sample_events(n, directory)
+        total = app.recorder.max_notification_id() or 0
+        runs = iter(range(repeats))
+
+        def gridloop() -> None:
+            store = ViewStore.open(directory / f"views{next(runs)}.sqlite")
+            EmbeddedRunner(app.recorder, app.mapper, store, default_projections(app.catalogue)).run_until_caught_up()
+            store.close()
+
+        def bare() -> None:
+            start = 1
+            while batch := app.recorder.select_notifications(start, 500):
+                for notification in batch:
+                    app.mapper.to_domain_event(notification)
+                start = batch[-1].id + 1
+
+        result = Measurement(
+            "projection rebuild (all views)",
+            total,
+            _rate(total, gridloop, repeats),
+            _rate(total, bare, repeats),
+            "select_notifications + mapper.to_domain_event, no views",
+        )
+        app.close()
+        return result
+
+
+def run(quick: bool = False) -> list[Measurement]:
+    """Every benchmark, smaller when ``quick``."""
+    n, repeats = (300, 3) if quick else (3000, 5)
+    return [command_path(n, repeats), avro_codec(n * 3, repeats), projection_rebuild(n * 3, repeats)]
+
+
+def machine() -> str:
+    return (
+        f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}, {platform.system()}"
+    )
+
+
+def markdown(results: list[Measurement]) -> str:
+    lines = [
+        f"Machine: {machine()}",
+        "",
+        "| path | items | gridloop /s | baseline /s | ratio | baseline |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for m in results:
+        rates = f"{m.gridloop_per_s:,.0f} | {m.baseline_per_s:,.0f} | {m.ratio:.2f}"
+        lines.append(f"| {m.name} | {m.items} | {rates} | {m.baseline} |")
+    return "\n".join(lines)

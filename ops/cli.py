@@ -1,0 +1,317 @@
+"""The command-line interface: thin commands over the application service and the view queries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
+
+import click
+import structlog
+from rich.console import Console
+from rich.table import Table
+
+from engine.clock import Clock, ManualClock, SystemClock
+from engine.commands import COMMANDS, command_fields, parse_command
+from engine.errors import GridloopError
+from ops.config import ConfigError, Settings, load_settings
+from ops.logs import configure_logging
+from ops.runtime import Runtime, open_runtime
+from projections import queries
+
+P = ParamSpec("P")
+R = TypeVar("R")
+LOCAL = ZoneInfo("Asia/Shanghai")
+log = structlog.get_logger()
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
+    """Domain and configuration errors become one clear line on stderr and exit status 2."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (GridloopError, ConfigError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group()
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where the stores live (default ./var).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
+@click.pass_context
+@_fail_cleanly
+def main(ctx: click.Context, data_dir: Path | None, log_level: str | None, log_format: str | None) -> None:
+    """gridloop: work orders and grid dispatch for community grid governance (网格化治理)."""
+    settings = load_settings(data_dir=data_dir, log_level=log_level, log_format=log_format)
+    configure_logging(settings.log_level, settings.log_format)
+    ctx.obj = settings
+
+
+@contextmanager
+def runtime(settings: Settings, clock: Clock | None = None) -> Iterator[Runtime]:
+    rt = open_runtime(settings, clock or SystemClock())
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--preset", default="yuanqu", show_default=True, help="District preset: yuanqu, wuchang, shizuishan.")
+@click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366))
+@click.option("--seed", type=int, default=None, help="Random seed (default: the preset's).")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day (default: yesterday).")
+@click.option("--fresh", is_flag=True, help="Delete the data directory's stores first.")
+@click.pass_obj
+@_fail_cleanly
+def simulate(settings: Settings, preset: str, days: int, seed: int | None, start: datetime | None, fresh: bool) -> None:
+    """Simulate district days (patrols, requests, handling) through the real command path."""
+    from ops.presets import load_preset
+    from ops.simulator import simulate as run_simulation
+
+    spec = load_preset(preset)
+    first_day: date = start.date() if start else (datetime.now(LOCAL).date() - timedelta(days=1))
+    if fresh:
+        for path in (settings.event_store_path, settings.view_store_path):
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+    clock = ManualClock(datetime.combine(first_day, datetime.min.time(), LOCAL).astimezone(UTC))
+    with runtime(settings, clock) as rt:
+        report = run_simulation(rt.app, clock, spec, days=days, start=first_day, seed=seed)
+        applied = rt.runner.run_until_caught_up()
+        log.info(
+            "simulation_finished", preset=preset, days=days, commands=report.commands_executed, events_projected=applied
+        )
+        out.print(
+            f"[bold]{spec.title}[/bold] — {days} simulated day(s) from {first_day.isoformat()}, seed {report.seed}"
+        )
+        out.print(
+            f"{report.commands_executed} commands ({report.commands_repeated} repeats), {report.events_recorded} "
+            f"events recorded; refused: {report.refused_commands}"
+        )
+        reported = ", ".join(f"{source} {n}" for source, n in sorted(report.cases_reported.items()))
+        out.print(f"cases reported: {sum(report.cases_reported.values())} ({reported})")
+        out.print(
+            f"patrols {report.patrols}, late uploads {report.late_uploads}, rejected {report.rejections}, merged "
+            f"{report.merges}, returned {report.returns}, reworked {report.reworks}, extensions "
+            f"{report.extensions_requested} ({report.extensions_granted} granted), suspended {report.suspensions}, "
+            f"escalated {report.escalations}, called back {report.call_backs} ({report.not_fixed} not fixed)"
+        )
+        _print_summary(queries.summary(rt.views, clock.now()), clock.now())
+
+
+@main.command(name="do", context_settings={"ignore_unknown_options": True})
+@click.argument("action", required=False)
+@click.argument("fields", nargs=-1)
+@click.pass_obj
+@_fail_cleanly
+def do_command(settings: Settings, action: str | None, fields: tuple[str, ...]) -> None:
+    """Run one command: gridloop do ACTION field=value ... (no ACTION lists them)."""
+    if action is None:
+        for name, command_class in COMMANDS.items():
+            spec = [f"{f}{'' if required else '?'}" for f, (_, required) in command_fields(command_class).items()]
+            out.print(f"[bold]{name}[/bold]  {' '.join(spec)}")
+        return
+    data: dict[str, str] = {}
+    for item in fields:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"{item!r} is not field=value")
+        data[key.strip()] = value
+    command = parse_command(action, data)
+    with runtime(settings) as rt:
+        result = rt.app.execute(command)
+        rt.runner.run_until_caught_up()
+        click.echo(json.dumps(_plain(result), ensure_ascii=False))
+
+
+@main.command()
+@click.option("--rebuild", "rebuild_view", default=None, help="Drop and rebuild one view (or 'all') from zero.")
+@click.pass_obj
+@_fail_cleanly
+def project(settings: Settings, rebuild_view: str | None) -> None:
+    """Bring the views up to date with the event store (or rebuild them)."""
+    with runtime(settings) as rt:
+        if rebuild_view:
+            rt.runner.rebuild(None if rebuild_view == "all" else rebuild_view)
+        applied = rt.runner.run_until_caught_up()
+        click.echo(f"{applied} events applied; views at position {rt.runner.position}")
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--status", default=None, help="Only cases in this state.")
+@click.option("--grid", default=None, help="Only cases of this grid code.")
+@click.option("--community", default=None, help="Only cases of this community code.")
+@click.option("--overdue", is_flag=True, help="Only open cases past their deadline.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--now", "now_text", default=None, help="Judge deadlines at this time (ISO 8601; default: now).")
+@click.option("--summary", "summary_only", is_flag=True, help="Counts only.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+@_fail_cleanly
+def board(
+    settings: Settings,
+    status: str | None,
+    grid: str | None,
+    community: str | None,
+    overdue: bool,
+    limit: int,
+    now_text: str | None,
+    summary_only: bool,
+    as_json: bool,
+) -> None:
+    """The dispatcher's board: every case, its state, who is accountable, its deadline."""
+    now = _parse_now(now_text)
+    with runtime(settings) as rt:
+        rt.runner.run_until_caught_up()
+        if summary_only:
+            summary = queries.summary(rt.views, now)
+            if as_json:
+                click.echo(json.dumps(_plain(summary), ensure_ascii=False))
+            else:
+                _print_summary(summary, now)
+            return
+        rows = queries.board(
+            rt.views, status=status, grid=grid, community=community, overdue=overdue or None, now=now, limit=limit
+        )
+        if as_json:
+            click.echo(json.dumps([_plain(r) for r in rows], ensure_ascii=False))
+            return
+        table = Table("case", "status", "category", "grid", "accountable", "deadline", "overdue", "督办")
+        for r in rows:
+            late = r.is_overdue(now)
+            table.add_row(
+                r.short_id,
+                r.status,
+                r.category,
+                r.grid,
+                r.accountable or "—",
+                _local(r.deadline),
+                "[red]yes[/red]" if late else "",
+                str(r.escalation_level or ""),
+            )
+        out.print(table)
+        out.print(f"{len(rows)} case(s) shown (limit {limit}); deadlines judged at {_local(now)}")
+
+
+@main.command(name="case")
+@click.argument("case_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@_fail_cleanly
+def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
+    """One case: its state and its trace (痕迹), every step with who, when and why."""
+    with runtime(settings) as rt:
+        rt.runner.run_until_caught_up()
+        row = queries.find_case(rt.views, case_id)
+        steps = queries.timeline(rt.views, row.case_id)
+        if as_json:
+            click.echo(json.dumps({"case": _plain(row), "timeline": [_plain(s) for s in steps]}, ensure_ascii=False))
+            return
+        out.print(f"[bold]case {row.case_id}[/bold]  {row.status}  category {row.category}  grid {row.grid}")
+        out.print(f"accountable: {row.accountable or '— (not open)'}   deadline: {_local(row.deadline)}")
+        table = Table("#", "occurred", "recorded", "event", "actor", "details")
+        for s in steps:
+            table.add_row(
+                str(s.version),
+                _local(s.occurred_at),
+                _local(s.recorded_at),
+                s.event_type,
+                s.actor,
+                _short_details(s.details),
+            )
+        out.print(table)
+
+
+@main.command()
+@click.argument("worker")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@_fail_cleanly
+def queue(settings: Settings, worker: str, as_json: bool) -> None:
+    """A worker's queue: the open cases assigned to them, soonest deadline first."""
+    with runtime(settings) as rt:
+        rt.runner.run_until_caught_up()
+        rows = queries.queue(rt.views, worker)
+        if as_json:
+            click.echo(json.dumps([_plain(r) for r in rows], ensure_ascii=False))
+            return
+        table = Table("case", "status", "category", "grid", "deadline")
+        for r in rows:
+            table.add_row(str(r.case_id)[:8], r.status, r.category, r.grid, _local(r.deadline))
+        out.print(table)
+        out.print(f"{len(rows)} open case(s) for {worker}")
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+def _print_summary(summary: Any, now: datetime) -> None:
+    out.print(f"\n[bold]Board[/bold] as of {_local(now)}")
+    table = Table("status", "cases")
+    for status, count in summary.by_status.items():
+        table.add_row(status, str(count))
+    out.print(table)
+    out.print(
+        f"open: {summary.open}   overdue: [red]{summary.overdue}[/red]   escalated: {summary.escalated}   "
+        f"closed: {summary.closed}"
+    )
+    grids = Table("grid", "open", "overdue", title="Top grids by open cases")
+    for g in summary.top_grids:
+        grids.add_row(g.grid, str(g.open), str(g.overdue))
+    out.print(grids)
+
+
+def _parse_now(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    when = datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=LOCAL)
+
+
+def _local(when: datetime | str | None) -> str:
+    if when is None or when == "":
+        return "—"
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    return moment.astimezone(LOCAL).strftime("%m-%d %H:%M")
+
+
+def _short_details(details: Any) -> str:
+    data = json.loads(details) if isinstance(details, str) else dict(details)
+    text = ", ".join(f"{k}={v}" for k, v in data.items() if v not in ("", None, [], {}))
+    width = max(30, shutil.get_terminal_size((120, 20)).columns - 60)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)

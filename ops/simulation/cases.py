@@ -1,0 +1,384 @@
+"""The life of a simulated case after its report: desk, assignee, verification, call-back and supervision."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from uuid import UUID
+
+from engine import commands as c
+from engine.catalogue import GRID, Catalogue, Category
+from engine.lifecycle import Status, is_open
+from ops.presets import Rates
+from ops.simulation.district import MEDIATION, District, GridPlan
+from ops.simulation.randomness import chance, hours, minutes, stream, weighted
+from ops.simulation.report import Tally
+from ops.simulation.runner import Runner
+from ops.simulation.working_time import add_working, at, local_date, next_working
+
+# Delays, in minutes of working time (08:30–17:30) unless said otherwise; stated assumptions.
+REGISTER_DELAY = (5, 30)  # report reaches the desk -> registered, rejected or merged
+DISPATCH_DELAY = (5, 20)  # registered -> dispatched
+ACCEPT_DELAY = (10, 60)  # dispatched -> signed for
+RETURN_DELAY = (15, 90)  # wrongly dispatched -> sent back
+REDISPATCH_DELAY = (10, 40)  # returned, failed verification or not fixed -> dispatched again
+EXTENSION_REQUEST_DELAY = (30, 180)  # signed for -> extension asked
+EXTENSION_DECISION_DELAY = (30, 120)  # asked -> granted or denied
+EXTENSION_GRANT_SHARE = 0.7
+SUSPEND_DELAY = (30, 180)  # signed for -> suspended
+SUSPENSION_HOURS = (1, 8)  # working hours suspended before the desk resumes the case
+EMERGENCY_HANDLING_MINUTES = (20, 120)  # calendar minutes: emergencies are handled day and night
+NORMAL_HANDLING_HOURS = (2, 30)  # calendar hours, reported at the next working moment
+VERIFY_DELAY = (30, 120)  # handled -> verified
+RATE_ESCALATION_DELAY = (60, 480)  # first dispatch -> a supervisor escalates (催办), for escalation_rate of cases
+CALL_BACK_HOURS = (time(9, 0), time(17, 0))  # the working day after closing
+SATISFACTION = ((5, 0.55), (4, 0.30), (3, 0.10), (2, 0.04), (1, 0.01))  # of fixed cases, skewed high
+MAX_REWORKS = 2  # after two failed verifications the third passes
+MAX_NOT_FIXED = 1  # a resident says "not fixed" at most once per case
+TOP_LEVEL = 5
+
+CALLED_BACK_SOURCES = ("resident", "hotline", "app")
+"""Cases with a resident to call back (回访); the others end closed."""
+
+REJECT_REASONS = (
+    ("duplicate", "同一报告人重复上报"),
+    ("not_admitted", "不在社区事务准入清单内"),
+    ("out_of_scope", "不属于网格化服务管理范围"),
+)
+SUSPEND_REASONS = ("等待专项资金到位", "雨雪天气无法施工", "涉及司法程序, 等待裁决")
+
+
+@dataclass
+class Case:
+    """What the simulator knows of one case it reported: enough to issue only legal commands."""
+
+    id: UUID
+    source: str
+    category: Category
+    grid: GridPlan
+    rng: random.Random
+    duplicate_of: UUID | None = None
+    status: Status = Status.REPORTED
+    unit: str = ""
+    worker: str = ""
+    deadline: datetime | None = None
+    level: int = 0
+    swept_on: date | None = None
+    dispatches: int = 0
+    reworks: int = 0
+    not_fixed: int = 0
+    return_reason: str = ""
+    steps: list[str] = field(default_factory=list)
+
+    @property
+    def assignee(self) -> str:
+        """The actor who signs for, returns and reports handling: the worker, else the unit."""
+        return self.worker or self.unit
+
+
+CaseStep = Callable[[Case, datetime], None]
+
+
+class CaseFlow:
+    """The desk (受理/派遣/核查/回访), the assignees and the supervisor acting on simulated cases."""
+
+    def __init__(
+        self, runner: Runner, district: District, catalogue: Catalogue, rates: Rates, seed: int, tally: Tally
+    ) -> None:
+        self.runner = runner
+        self.catalogue = catalogue
+        self.rates = rates
+        self.seed = seed
+        self.tally = tally
+        self.cases: dict[UUID, Case] = {}
+        self.open: dict[UUID, Case] = {}
+        self.on_duty: set[str] = set()
+        self._workers = {w.code: w for w in district.workers}
+        self._grids = district.grids
+        self._grid_index = {g.code: i for i, g in enumerate(district.grids)}
+
+    # -- reports --------------------------------------------------------------------------
+
+    def report(
+        self, command: c.ReportCase | c.ReportFinding, source: str, category: Category, grid: GridPlan,
+        duplicate_of: UUID | None = None,
+    ) -> bool:  # fmt: skip
+        """Run a report; the desk takes it up within its working hours. False if it was refused."""
+        result = self.runner.execute(command)
+        if result is None:
+            return False
+        case = Case(
+            result.aggregate_id, source, category, grid, stream(self.seed, "case", command.command_id), duplicate_of
+        )
+        self.cases[case.id] = case
+        self.open[case.id] = case
+        self.tally.sources[source] += 1
+        self._later(case, add_working(self.runner.now, minutes(case.rng, *REGISTER_DELAY)), self._triage)
+        return True
+
+    # -- the desk -------------------------------------------------------------------------
+
+    def _triage(self, case: Case, now: datetime) -> None:
+        rng, desk = case.rng, _desk(case)
+        if chance(rng, self.rates.reject_rate):
+            code, reason = rng.choice(REJECT_REASONS)
+            if self._run(
+                c.RejectCase(command_id=self._id(), actor=desk, case_id=case.id, reason_code=code, reason=reason)
+            ):
+                self._move(case, Status.REJECTED, "rejections")
+            return
+        target = self.open.get(case.duplicate_of) if case.duplicate_of else None
+        if target is not None:
+            merge = c.MergeCase(
+                command_id=self._id(),
+                actor=desk,
+                case_id=case.id,
+                into_case=target.id,
+                reason="同一问题多人反映, 并入在办案件",
+            )
+            if self._run(merge):
+                self._move(case, Status.MERGED, "merges")
+            return
+        if self._run(c.RegisterCase(command_id=self._id(), actor=desk, case_id=case.id, note="信息核实, 予以立案")):
+            self._move(case, Status.REGISTERED)
+            self._later(case, add_working(now, minutes(rng, *DISPATCH_DELAY)), self._dispatch)
+
+    def _dispatch(self, case: Case, now: datetime) -> None:
+        rng = case.rng
+        misroute = case.dispatches == 0 and chance(rng, self.rates.return_rate)
+        wrong = self._wrong_assignee(case) if misroute else None
+        unit, worker, reason = wrong[:3] if wrong else self._right_assignee(case)
+        if case.return_reason:
+            reason = f"退单后改派 ({case.return_reason}): {reason}"
+        if worker and worker not in self.on_duty:
+            # Not expected with these hours (the desk works while staff are on duty): the unit takes it.
+            worker, reason = "", f"{reason}; 网格员不在岗, 派至所在单位"
+        category = case.category
+        inputs = {"category": category.code, "grid": case.grid.code, "department": category.department}
+        command = c.DispatchCase(
+            command_id=self._id(), actor=_desk(case), case_id=case.id, unit=unit, worker=worker, reason=reason,
+            inputs=inputs,
+        )  # fmt: skip
+        if not self._run(command):
+            return
+        case.unit, case.worker, case.return_reason = unit, worker, ""
+        case.deadline = now + timedelta(hours=category.time_limit_hours)
+        case.dispatches += 1
+        self._move(case, Status.DISPATCHED)
+        if wrong:
+            case.return_reason = wrong[3]
+            self._later(case, add_working(now, minutes(rng, *RETURN_DELAY)), self._return)
+        else:
+            self._later(case, add_working(now, minutes(rng, *ACCEPT_DELAY)), self._accept)
+        if case.dispatches == 1 and chance(rng, self.rates.escalation_rate):
+            self._later(case, add_working(now, minutes(rng, *RATE_ESCALATION_DELAY)), self._urge)
+
+    def _right_assignee(self, case: Case) -> tuple[str, str, str]:
+        category, grid = case.category, case.grid
+        if category.department == GRID:
+            if MEDIATION in category.skills and grid.mediator:
+                mediator = self._workers[grid.mediator]
+                return mediator.unit, mediator.code, f"调解类事项 ({category.name}), 派人民调解员"
+            return grid.community, grid.worker, f"网格服务事项 ({category.name}), 派本网格网格员"
+        department = self.catalogue.department(category.department)
+        return department.code, "", f"{category.name}属{department.name}职责, 按分类派遣"
+
+    def _wrong_assignee(self, case: Case) -> tuple[str, str, str, str] | None:
+        """A plausible first dispatch to the wrong party, and the reason it is sent back (退单)."""
+        category, grid = case.category, case.grid
+        if category.department == GRID:
+            if MEDIATION in category.skills and grid.mediator:
+                return (
+                    grid.community,
+                    grid.worker,
+                    f"网格服务事项 ({category.name}), 派本网格网格员",
+                    "纠纷需人民调解员调解",
+                )
+            neighbour = self._grids[(self._grid_index[grid.code] + 1) % len(self._grids)]
+            if neighbour.code == grid.code:
+                return None
+            reason = f"网格服务事项 ({category.name}), 派网格员"
+            return neighbour.community, neighbour.worker, reason, f"不属本网格, 应由{grid.code}网格办理"
+        others = sorted(d for d in self.catalogue.departments if d != category.department)
+        if not others:
+            return None
+        wrong = self.catalogue.department(case.rng.choice(others))
+        right = self.catalogue.department(category.department)
+        return wrong.code, "", f"{category.name}派{wrong.name}", f"非本单位职责, 应由{right.name}办理"
+
+    # -- the assignee ---------------------------------------------------------------------
+
+    def _return(self, case: Case, now: datetime) -> None:
+        command = c.ReturnCase(command_id=self._id(), actor=case.assignee, case_id=case.id, reason=case.return_reason)
+        if self._run(command):
+            case.unit = case.worker = ""
+            self._move(case, Status.RETURNED, "returns")
+            self._later(case, add_working(now, minutes(case.rng, *REDISPATCH_DELAY)), self._dispatch)
+
+    def _accept(self, case: Case, now: datetime) -> None:
+        if not self._run(c.AcceptCase(command_id=self._id(), actor=case.assignee, case_id=case.id)):
+            return
+        self._move(case, Status.ACCEPTED)
+        case.steps = [
+            *(["extension"] if chance(case.rng, self.rates.extension_rate) else []),
+            *(["suspension"] if chance(case.rng, self.rates.suspend_rate) else []),
+            "handling",
+        ]
+        self._next_step(case, now)
+
+    def _next_step(self, case: Case, now: datetime) -> None:
+        step, rng = case.steps.pop(0), case.rng
+        if step == "extension":
+            self._later(case, add_working(now, minutes(rng, *EXTENSION_REQUEST_DELAY)), self._request_extension)
+        elif step == "suspension":
+            self._later(case, add_working(now, minutes(rng, *SUSPEND_DELAY)), self._suspend)
+        elif case.category.tier == "emergency":
+            self._later(case, now + minutes(rng, *EMERGENCY_HANDLING_MINUTES), self._handle)
+        else:
+            self._later(case, next_working(now + hours(rng, *NORMAL_HANDLING_HOURS)), self._handle)
+
+    def _request_extension(self, case: Case, now: datetime) -> None:
+        assert case.deadline is not None  # a signed-for case was dispatched with one
+        limit = timedelta(hours=max(24.0, case.category.time_limit_hours))
+        until = max(case.deadline, now) + limit
+        command = c.RequestExtension(
+            command_id=self._id(), actor=case.assignee, case_id=case.id, until=until, reason="需协调相关单位, 申请延期"
+        )
+        if self._run(command):
+            self._move(case, Status.EXTENSION_REQUESTED, "extensions_requested")
+            decide = self._grant if chance(case.rng, EXTENSION_GRANT_SHARE) else self._deny
+            self._later(case, add_working(now, minutes(case.rng, *EXTENSION_DECISION_DELAY)), _with(decide, until))
+
+    def _grant(self, case: Case, now: datetime, until: datetime) -> None:
+        if self._run(c.GrantExtension(command_id=self._id(), actor=_desk(case), case_id=case.id, note="同意延期")):
+            case.deadline = until
+            self._move(case, Status.ACCEPTED, "extensions_granted")
+            self._next_step(case, now)
+
+    def _deny(self, case: Case, now: datetime, until: datetime) -> None:
+        command = c.DenyExtension(
+            command_id=self._id(), actor=_desk(case), case_id=case.id, reason="理由不充分, 按原时限办理"
+        )
+        if self._run(command):
+            self._move(case, Status.ACCEPTED, "extensions_denied")
+            self._next_step(case, now)
+
+    def _suspend(self, case: Case, now: datetime) -> None:
+        reason = case.rng.choice(SUSPEND_REASONS)
+        if self._run(c.SuspendCase(command_id=self._id(), actor=_desk(case), case_id=case.id, reason=reason)):
+            self._move(case, Status.SUSPENDED, "suspensions")
+            self._later(case, add_working(now, hours(case.rng, *SUSPENSION_HOURS)), self._resume)
+
+    def _resume(self, case: Case, now: datetime) -> None:
+        if self._run(
+            c.ResumeCase(command_id=self._id(), actor=_desk(case), case_id=case.id, note="条件具备, 恢复办理")
+        ):
+            self._move(case, Status.ACCEPTED)
+            self._next_step(case, now)
+
+    def _handle(self, case: Case, now: datetime) -> None:
+        command = c.ReportHandling(
+            command_id=self._id(), actor=case.assignee, case_id=case.id, result=f"已处置: {case.category.name}",
+            photos=[f"sim://{case.id}/{case.dispatches}-{n}.jpg" for n in (1, 2)],
+        )  # fmt: skip
+        if self._run(command):
+            self._move(case, Status.HANDLED)
+            self._later(case, add_working(now, minutes(case.rng, *VERIFY_DELAY)), self._verify)
+
+    # -- verification and call-back ----------------------------------------------------------
+
+    def _verify(self, case: Case, now: datetime) -> None:
+        rng = case.rng
+        if case.reworks < MAX_REWORKS and chance(rng, self.rates.rework_rate):
+            note = "现场核查未整改到位, 返工"
+            if self._run(
+                c.VerifyCase(command_id=self._id(), actor=_desk(case), case_id=case.id, passed=False, note=note)
+            ):
+                case.reworks += 1
+                self._move(case, Status.REOPENED, "reworks")
+                self._later(case, add_working(now, minutes(rng, *REDISPATCH_DELAY)), self._dispatch)
+            return
+        command = c.VerifyCase(
+            command_id=self._id(), actor=_desk(case), case_id=case.id, passed=True, note="核查属实, 结案"
+        )
+        if not self._run(command):
+            return
+        self._move(case, Status.CLOSED)
+        if case.source in CALLED_BACK_SOURCES:
+            day = local_date(now) + timedelta(days=1)
+            opens, closes = (at(day, t) for t in CALL_BACK_HOURS)
+            when = opens + timedelta(seconds=rng.randint(0, int((closes - opens).total_seconds())))
+            self._later(case, when, self._call_back)
+
+    def _call_back(self, case: Case, now: datetime) -> None:
+        rng = case.rng
+        fixed = not (case.not_fixed < MAX_NOT_FIXED and chance(rng, self.rates.not_fixed_callback_rate))
+        satisfaction = weighted(rng, SATISFACTION) if fixed else rng.randint(1, 2)
+        note = "问题已解决" if fixed else "居民反映问题未解决"
+        command = c.CallBack(
+            command_id=self._id(), actor=_desk(case), case_id=case.id, satisfaction=satisfaction, fixed=fixed, note=note
+        )
+        if not self._run(command):
+            return
+        self.tally.count("call_backs")
+        if fixed:
+            self._move(case, Status.EVALUATED)
+            return
+        case.not_fixed += 1
+        self._move(case, Status.REOPENED, "not_fixed")
+        self._later(case, add_working(now, minutes(rng, *REDISPATCH_DELAY)), self._dispatch)
+
+    # -- supervision (督办) ------------------------------------------------------------------
+
+    def _urge(self, case: Case, now: datetime) -> None:
+        self._escalate(case, "群众催办, 督促加快办理")
+
+    def sweep(self, now: datetime) -> None:
+        """The supervisor's round: every open case past its deadline rises one level, once a day."""
+        today = local_date(now)
+        for case in list(self.open.values()):
+            if case.deadline is not None and case.deadline < now and case.swept_on != today:
+                case.swept_on = today
+                self._escalate(case, "超过处置时限未办结, 督办")
+
+    def _escalate(self, case: Case, reason: str) -> None:
+        if not is_open(case.status) or case.level >= TOP_LEVEL:
+            return
+        command = c.EscalateCase(
+            command_id=self._id(), actor=f"supervisor:{case.grid.street}", case_id=case.id, level=case.level + 1,
+            reason=reason,
+        )  # fmt: skip
+        if self._run(command):
+            case.level += 1
+            self.tally.count("escalations")
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _later(self, case: Case, when: datetime, step: CaseStep) -> None:
+        self.runner.at(when, lambda now: step(case, now))
+
+    def _run(self, command: c.Command) -> bool:
+        return self.runner.execute(command) is not None
+
+    def _id(self) -> str:
+        return self.runner.command_id()
+
+    def _move(self, case: Case, status: Status, counted: str = "") -> None:
+        case.status = status
+        if is_open(status):
+            self.open[case.id] = case
+        else:
+            self.open.pop(case.id, None)
+        if counted:
+            self.tally.count(counted)
+
+
+def _desk(case: Case) -> str:
+    """The dispatcher on duty at the case's district command centre (指挥中心)."""
+    return f"op:{case.grid.district}-01"
+
+
+def _with(step: Callable[[Case, datetime, datetime], None], until: datetime) -> CaseStep:
+    return lambda case, now: step(case, now, until)
