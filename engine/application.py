@@ -19,7 +19,7 @@ from engine import commands as c
 from engine.base import name_id, recording_time
 from engine.catalogue import Catalogue, default_catalogue
 from engine.clock import Clock, SystemClock
-from engine.errors import ConcurrencyConflict, DuplicateCommand, InvalidCommand, UnknownReference
+from engine.errors import ConcurrencyConflict, DuplicateCommand, GridloopError, InvalidCommand, UnknownReference
 from engine.patrol import Patrol
 from engine.receipts import CommandReceipt
 from engine.reference import LEVELS, ROLES, Division, Grid, Worker
@@ -123,30 +123,38 @@ class Gridloop(Application[UUID]):
             raise InvalidCommand("actor", "is empty", "the operator, worker or policy issuing the command")
         handler = self._handlers[type(command)]
         fingerprint = command.fingerprint()
-        for _attempt in range(MAX_ATTEMPTS):
-            first = self._receipt(command.command_id)
-            if first is not None:
+        for attempt in range(MAX_ATTEMPTS):
+            # The happy path does not look for a receipt first: the receipt's insert is the check.
+            # Only when the command fails or collides do we ask whether it was recorded before.
+            try:
+                return self._apply_once(command, handler, fingerprint)
+            except GridloopError:
+                first = self._receipt(command.command_id)
+                if first is None:
+                    raise
                 return self._repeat(command, first, fingerprint)
-            now = self.clock.now()
-            occurred_at = self._occurred_at(command, now)
-            with recording_time(self.clock.now):
-                aggregate_id, changed = handler(command, occurred_at)
-                receipt = CommandReceipt(
-                    command_id=command.command_id,
-                    command=command.name,
-                    fingerprint=fingerprint,
-                    aggregate_id=aggregate_id,
-                    occurred_at=occurred_at,
-                )
-                try:
-                    recordings = self.save(*changed, receipt)
-                except IntegrityError:
-                    # Someone else wrote first: back off a little (jittered), reload and try again.
-                    time.sleep(random.uniform(0, 0.002 * 2**_attempt))  # timing only, not an event
-                    continue
-            events = tuple(type(r.domain_event).__name__ for r in recordings[:-1])
-            return CommandResult(command.command_id, aggregate_id, recordings[-1].notification.id, events)
+            except IntegrityError:
+                first = self._receipt(command.command_id)
+                if first is not None:
+                    return self._repeat(command, first, fingerprint)
+                # Another writer changed the aggregate first: back off a little (jittered), reload, retry.
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))  # timing only, not an event
         raise ConcurrencyConflict(f"the aggregate touched by {command.name}", MAX_ATTEMPTS)
+
+    def _apply_once(self, command: c.Command, handler: Handler, fingerprint: str) -> CommandResult:
+        occurred_at = self._occurred_at(command, self.clock.now())
+        with recording_time(self.clock.now):
+            aggregate_id, changed = handler(command, occurred_at)
+            receipt = CommandReceipt(
+                command_id=command.command_id,
+                command=command.name,
+                fingerprint=fingerprint,
+                aggregate_id=aggregate_id,
+                occurred_at=occurred_at,
+            )
+            recordings = self.save(*changed, receipt)
+        events = tuple(type(r.domain_event).__name__ for r in recordings[:-1])
+        return CommandResult(command.command_id, aggregate_id, recordings[-1].notification.id, events)
 
     def _receipt(self, command_id: str) -> CommandReceipt | None:
         try:

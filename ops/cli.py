@@ -203,7 +203,7 @@ def board(
             table.add_row(
                 r.short_id,
                 r.status,
-                r.category,
+                f"{r.category} {r.category_name}",
                 r.grid,
                 r.accountable or "—",
                 _local(r.deadline),
@@ -228,7 +228,8 @@ def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps({"case": _plain(row), "timeline": [_plain(s) for s in steps]}, ensure_ascii=False))
             return
-        out.print(f"[bold]case {row.case_id}[/bold]  {row.status}  category {row.category}  grid {row.grid}")
+        out.print(f"[bold]case {row.case_id}[/bold]  {row.status}  {row.category} {row.category_name}")
+        out.print(f"source: {row.source}   grid: {row.grid} (community {row.community})   reported {_local(row.reported_at)}")
         out.print(f"accountable: {row.accountable or '— (not open)'}   deadline: {_local(row.deadline)}")
         table = Table("#", "occurred", "recorded", "event", "actor", "details")
         for s in steps:

@@ -302,3 +302,18 @@ def test_a_case_reported_before_a_redraw_stays_attributed_to_its_grid(app: Gridl
         app.execute(
             c.RetireGrid(command_id="rt2", actor="admin", code=GRID[:-1] + "2", successors=["nowhere"], reason="x")
         )
+
+
+def test_a_repeated_command_that_could_not_run_again_still_returns_its_first_result(app: Gridloop) -> None:
+    """The second "accept" would be an illegal transition; being a repeat, it is answered from the receipt."""
+    case_id = app.execute(report()).aggregate_id
+    app.execute(c.RegisterCase(command_id="reg", actor="op1", case_id=case_id))
+    app.execute(c.DispatchCase(command_id="dis", actor="op1", case_id=case_id, worker="W1", reason="owner"))
+    first = app.execute(c.AcceptCase(command_id="acc", actor="W1", case_id=case_id))
+    before = log_length(app)
+    again = app.execute(c.AcceptCase(command_id="acc", actor="W1", case_id=case_id))
+    assert again.duplicate and again.position == first.position and log_length(app) == before
+    with pytest.raises(DuplicateCommand):
+        app.execute(c.AcceptCase(command_id="acc", actor="W2", case_id=case_id))
+    with pytest.raises(IllegalTransition):
+        app.execute(c.AcceptCase(command_id="acc-2", actor="W1", case_id=case_id))
