@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -20,12 +20,33 @@ from engine.base import name_id, recording_time
 from engine.catalogue import Catalogue, default_catalogue
 from engine.clock import Clock, SystemClock
 from engine.errors import ConcurrencyConflict, DuplicateCommand, GridloopError, InvalidCommand, UnknownReference
+from engine.geo import check_boundary, check_location
 from engine.patrol import Patrol
 from engine.receipts import CommandReceipt
 from engine.reference import LEVELS, ROLES, Division, Grid, Worker
 from engine.work_order import SOURCES, WorkOrder
+from engine.working_time import WorkingCalendar
 
 A = TypeVar("A", bound=Aggregate)
+
+CASE_METHODS: dict[type[c.CaseCommand], str] = {
+    c.AcceptCase: "accept",
+    c.RejectCase: "reject",
+    c.ReturnCase: "return_",
+    c.RequestExtension: "request_extension",
+    c.GrantExtension: "grant_extension",
+    c.DenyExtension: "deny_extension",
+    c.SuspendCase: "suspend",
+    c.ResumeCase: "resume",
+    c.ReportHandling: "report_handling",
+    c.VerifyCase: "verify",
+    c.EscalateCase: "escalate",
+    c.CallBack: "call_back",
+    c.ReopenCase: "reopen",
+}
+"""Case commands that are one WorkOrder method each; the command's fields are the method's arguments."""
+
+_ENVELOPE = frozenset({"command_id", "actor", "occurred_at", "case_id"})
 
 MAX_ATTEMPTS = 8
 """How often a command is retried when another writer changed the same aggregate first."""
@@ -59,48 +80,20 @@ class Gridloop(Application[UUID]):
         *,
         clock: Clock | None = None,
         catalogue: Catalogue | None = None,
+        calendar: WorkingCalendar | None = None,
     ) -> None:
         super().__init__(env)
         self.clock: Clock = clock or SystemClock()
         self.catalogue = catalogue or default_catalogue()
+        self.calendar = calendar or WorkingCalendar()
         self._handlers: dict[type[c.Command], Handler] = {
             c.ReportCase: self._report,
             c.ReportFinding: self._report_finding,
             c.MergeCase: self._merge,
             c.DispatchCase: self._dispatch,
             c.ReassignCase: self._dispatch,
-            c.AcceptCase: self._on_case(lambda o, m, t: o.accept(occurred_at=t, actor=m.actor)),
             c.RegisterCase: self._register,
-            c.RejectCase: self._on_case(
-                lambda o, m, t: o.reject(reason_code=m.reason_code, reason=m.reason, occurred_at=t, actor=m.actor)
-            ),
-            c.ReturnCase: self._on_case(lambda o, m, t: o.return_(reason=m.reason, occurred_at=t, actor=m.actor)),
-            c.RequestExtension: self._on_case(
-                lambda o, m, t: o.request_extension(until=m.until, reason=m.reason, occurred_at=t, actor=m.actor)
-            ),
-            c.GrantExtension: self._on_case(
-                lambda o, m, t: o.grant_extension(note=m.note, occurred_at=t, actor=m.actor)
-            ),
-            c.DenyExtension: self._on_case(
-                lambda o, m, t: o.deny_extension(reason=m.reason, occurred_at=t, actor=m.actor)
-            ),
-            c.SuspendCase: self._on_case(lambda o, m, t: o.suspend(reason=m.reason, occurred_at=t, actor=m.actor)),
-            c.ResumeCase: self._on_case(lambda o, m, t: o.resume(note=m.note, occurred_at=t, actor=m.actor)),
-            c.ReportHandling: self._on_case(
-                lambda o, m, t: o.report_handling(result=m.result, photos=m.photos, occurred_at=t, actor=m.actor)
-            ),
-            c.VerifyCase: self._on_case(
-                lambda o, m, t: o.verify(passed=m.passed, note=m.note, occurred_at=t, actor=m.actor)
-            ),
-            c.EscalateCase: self._on_case(
-                lambda o, m, t: o.escalate(level=m.level, reason=m.reason, occurred_at=t, actor=m.actor)
-            ),
-            c.CallBack: self._on_case(
-                lambda o, m, t: o.call_back(
-                    satisfaction=m.satisfaction, fixed=m.fixed, note=m.note, occurred_at=t, actor=m.actor
-                )
-            ),
-            c.ReopenCase: self._on_case(lambda o, m, t: o.reopen(reason=m.reason, occurred_at=t, actor=m.actor)),
+            **{command: self._on_case(method) for command, method in CASE_METHODS.items()},
             c.EstablishDivision: self._establish_division,
             c.DrawGrid: self._draw_grid,
             c.RedrawGrid: self._redraw_grid,
@@ -121,6 +114,12 @@ class Gridloop(Application[UUID]):
             raise InvalidCommand("command_id", "is empty", "a client-chosen unique id")
         if not command.actor.strip():
             raise InvalidCommand("actor", "is empty", "the operator, worker or policy issuing the command")
+        for field in dataclasses.fields(command):
+            value = getattr(command, field.name)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                raise InvalidCommand(
+                    field.name, "has no UTC offset", "a timezone-aware time, e.g. 2026-11-23T09:30+08:00"
+                )
         handler = self._handlers[type(command)]
         fingerprint = command.fingerprint()
         for attempt in range(MAX_ATTEMPTS):
@@ -172,8 +171,8 @@ class Gridloop(Application[UUID]):
         """The notification-log position of one recorded event."""
         datastore = getattr(self.recorder, "datastore", None)
         table = getattr(self.recorder, "events_table_name", "stored_events")
-        if datastore is None:  # pragma: no cover - only SQLite and PostgreSQL recorders are used
-            return self.recorder.max_notification_id() or 0
+        if datastore is None or not hasattr(self.recorder, "events_table_name"):
+            raise RuntimeError(f"position lookup is written for SQLite, not {type(self.recorder).__name__}")
         with datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 f"SELECT rowid FROM {table} WHERE originator_id=? AND originator_version=?",  # noqa: S608
@@ -185,8 +184,6 @@ class Gridloop(Application[UUID]):
     def _occurred_at(self, command: c.Command, now: datetime) -> datetime:
         if command.occurred_at is None:
             return now
-        if command.occurred_at.tzinfo is None:
-            raise InvalidCommand("occurred_at", "has no UTC offset", "a timezone-aware time")
         if command.occurred_at > now + FUTURE_SKEW:
             raise InvalidCommand(
                 "occurred_at", f"{command.occurred_at.isoformat()} is in the future", f"at or before {now.isoformat()}"
@@ -208,6 +205,17 @@ class Gridloop(Application[UUID]):
         """The current state of one case, from the event store."""
         return self._get("case", case_id, str(case_id), WorkOrder)
 
+    def _case_at(self, case_id: UUID, occurred_at: datetime) -> WorkOrder:
+        """A case to act on at ``occurred_at``, which cannot be before the case was reported."""
+        order = self.case(case_id)
+        if occurred_at < order.reported_at:
+            raise InvalidCommand(
+                "occurred_at",
+                f"{occurred_at.isoformat()} is before the case was reported",
+                f"at or after {order.reported_at.isoformat()}",
+            )
+        return order
+
     def grid(self, code: str) -> Grid:
         return self._get("grid", name_id("grid", code), code, Grid)
 
@@ -222,12 +230,13 @@ class Gridloop(Application[UUID]):
 
     # -- handlers: load, call one domain method, return what to save -------------------
 
-    def _on_case(self, act: Callable[[WorkOrder, Any, datetime], None]) -> Handler:
-        """A handler for a command on one case that calls one domain method."""
+    def _on_case(self, method: str) -> Handler:
+        """A handler that loads the case and calls one domain method with the command's own fields."""
 
         def handle(command: c.CaseCommand, occurred_at: datetime) -> tuple[UUID, list[Aggregate]]:
-            order = self.case(command.case_id)
-            act(order, command, occurred_at)
+            order = self._case_at(command.case_id, occurred_at)
+            fields = {f.name: getattr(command, f.name) for f in dataclasses.fields(command) if f.name not in _ENVELOPE}
+            getattr(order, method)(**fields, occurred_at=occurred_at, actor=command.actor)
             return order.id, [order]
 
         return handle
@@ -252,7 +261,7 @@ class Gridloop(Application[UUID]):
         grid = self.grid(grid_code)
         if grid.retired:
             raise InvalidCommand("grid", f"{grid_code} was retired by a redraw", "one of " + ", ".join(grid.successors))
-        _check_location(lon, lat)
+        check_location(lon, lat)
         if not description.strip():
             raise InvalidCommand("description", "is empty", "what was seen or asked, in words")
         return WorkOrder(
@@ -296,20 +305,20 @@ class Gridloop(Application[UUID]):
         return order.id, [order, patrol]
 
     def _register(self, m: c.RegisterCase, t: datetime) -> tuple[UUID, list[Aggregate]]:
-        order = self.case(m.case_id)
+        order = self._case_at(m.case_id, t)
         category = m.category or order.category
         self.catalogue.category(category)
         order.register(category=category, note=m.note, occurred_at=t, actor=m.actor)
         return order.id, [order]
 
     def _merge(self, m: c.MergeCase, t: datetime) -> tuple[UUID, list[Aggregate]]:
-        order = self.case(m.case_id)
-        target = self.case(m.into_case)
+        order = self._case_at(m.case_id, t)
+        target = self._case_at(m.into_case, t)
         order.merge_into(target=target, reason=m.reason, occurred_at=t, actor=m.actor)
         return order.id, [order, target]
 
     def _dispatch(self, m: c.DispatchCase, t: datetime) -> tuple[UUID, list[Aggregate]]:
-        order = self.case(m.case_id)
+        order = self._case_at(m.case_id, t)
         if m.unit and not (self.catalogue.is_unit(m.unit) or self._is_division(m.unit)):
             raise UnknownReference("unit", m.unit, sorted(self.catalogue.departments))
         if m.worker:
@@ -319,9 +328,9 @@ class Gridloop(Application[UUID]):
         deadline = m.deadline
         if deadline is None and isinstance(m, c.ReassignCase):
             deadline = order.deadline
-        if deadline is None:
+        if deadline is None:  # the category's time limit, counted in working hours
             hours = self.catalogue.category(order.category).time_limit_hours
-            deadline = t + timedelta(hours=hours)
+            deadline = self.calendar.add(t, timedelta(hours=hours))
         act = order.reassign if isinstance(m, c.ReassignCase) else order.dispatch
         act(
             unit=m.unit,
@@ -336,6 +345,13 @@ class Gridloop(Application[UUID]):
         )
         return order.id, [order]
 
+    def _new_code(self, kind: str, code: str) -> None:
+        """Codes name one thing each: a second division, grid or worker under a used code is refused."""
+        if not code.strip():
+            raise InvalidCommand("code", "is empty", f"the {kind}'s code")
+        if name_id(kind, code) in self.repository:
+            raise InvalidCommand("code", f"{kind} {code} already exists", f"a code no {kind} has")
+
     def _is_division(self, code: str) -> bool:
         try:
             self.division(code)
@@ -348,6 +364,7 @@ class Gridloop(Application[UUID]):
             raise InvalidCommand("level", f"{m.level!r} is not a division level", ", ".join(LEVELS))
         if m.parent:
             self.division(m.parent)
+        self._new_code("division", m.code)
         division = Division(code=m.code, name=m.division_name, level=m.level, parent=m.parent, occurred_at=t)
         return division.id, [division]
 
@@ -358,6 +375,8 @@ class Gridloop(Application[UUID]):
         street = self.division(community.parent)
         if m.households <= 0:
             raise InvalidCommand("households", f"{m.households} is not a household count", "a positive number")
+        check_boundary(m.boundary)
+        self._new_code("grid", m.code)
         grid = Grid(
             code=m.code,
             name=m.grid_name,
@@ -372,6 +391,7 @@ class Gridloop(Application[UUID]):
 
     def _redraw_grid(self, m: c.RedrawGrid, t: datetime) -> tuple[UUID, list[Aggregate]]:
         grid = self.grid(m.code)
+        check_boundary(m.boundary)
         grid.redraw(households=m.households, boundary=m.boundary, reason=m.reason, occurred_at=t)
         return grid.id, [grid]
 
@@ -397,6 +417,7 @@ class Gridloop(Application[UUID]):
             self.grid(m.grid)
         if not (self.catalogue.is_unit(m.unit) or self._is_division(m.unit)):
             raise UnknownReference("unit", m.unit, sorted(self.catalogue.departments))
+        self._new_code("worker", m.code)
         worker = Worker(
             code=m.code, name=m.worker_name, role=m.role, unit=m.unit, grid=m.grid, skills=m.skills, occurred_at=t
         )
@@ -418,7 +439,7 @@ class Gridloop(Application[UUID]):
 
     def _visit_checkpoint(self, m: c.VisitCheckpoint, t: datetime) -> tuple[UUID, list[Aggregate]]:
         patrol = self.patrol(m.patrol_id)
-        _check_location(m.lon, m.lat)
+        check_location(m.lon, m.lat)
         patrol.visit(lon=m.lon, lat=m.lat, note=m.note, occurred_at=t)
         return patrol.id, [patrol]
 
@@ -426,14 +447,3 @@ class Gridloop(Application[UUID]):
         patrol = self.patrol(m.patrol_id)
         patrol.end(occurred_at=t)
         return patrol.id, [patrol]
-
-
-def _check_location(lon: float | None, lat: float | None) -> None:
-    if (lon is None) != (lat is None):
-        raise InvalidCommand("location", "has only one coordinate", "both lon and lat (WGS84), or neither")
-    if lon is None or lat is None:
-        return
-    if not (math.isfinite(lon) and -180.0 <= lon <= 180.0):
-        raise InvalidCommand("lon", f"{lon} is not a longitude", "-180 to 180 (WGS84 degrees)")
-    if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
-        raise InvalidCommand("lat", f"{lat} is not a latitude", "-90 to 90 (WGS84 degrees)")

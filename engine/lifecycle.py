@@ -113,3 +113,50 @@ def allowed_actions(status: Status) -> tuple[str, ...]:
 def is_open(status: Status) -> bool:
     """An open case is one somebody must still act on (事事有人办)."""
     return status in OPEN
+
+
+EVENT_STATUS: dict[str, Status | None] = {
+    "Reported": Status.REPORTED,
+    "Registered": Status.REGISTERED,
+    "Rejected": Status.REJECTED,
+    "Merged": Status.MERGED,
+    "DuplicateLinked": None,
+    "Dispatched": Status.DISPATCHED,
+    "Reassigned": Status.DISPATCHED,
+    "Accepted": Status.ACCEPTED,
+    "Returned": Status.RETURNED,
+    "ExtensionRequested": Status.EXTENSION_REQUESTED,
+    "ExtensionGranted": Status.ACCEPTED,
+    "ExtensionDenied": Status.ACCEPTED,
+    "Suspended": Status.SUSPENDED,
+    "Resumed": None,
+    "HandlingReported": Status.HANDLED,
+    "Verified": None,
+    "Escalated": None,
+    "CalledBack": None,
+    "Reopened": Status.REOPENED,
+}
+"""Where each work-order event leaves the case; None: it depends on the case or the event (see status_after)."""
+
+
+def status_after(
+    event_name: str,
+    current: Status | None,
+    suspended_from: Status | None = None,
+    *,
+    passed: bool | None = None,
+    fixed: bool | None = None,
+) -> Status:
+    """The status a case has after ``event_name``: the read side's copy of the aggregate's moves, as data."""
+    target = EVENT_STATUS[event_name]
+    if target is not None:
+        return target
+    if event_name == "Verified":
+        return Status.CLOSED if passed else Status.REOPENED
+    if event_name == "CalledBack":
+        return Status.EVALUATED if fixed else Status.REOPENED
+    if event_name == "Resumed":
+        assert suspended_from is not None, "a case resumes only from suspension"
+        return suspended_from
+    assert current is not None, f"{event_name} does not move a case, so it needs the current status"
+    return current

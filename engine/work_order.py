@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import event
@@ -337,7 +336,7 @@ class WorkOrder(GridloopAggregate):
 
     @event("Returned")
     def _returned(self, reason: str, occurred_at: datetime, actor: str) -> None:
-        self.unit, self.worker = "", ""
+        self._release()
         self.return_count += 1
         self._move(Status.RETURNED, occurred_at)
 
@@ -376,8 +375,7 @@ class WorkOrder(GridloopAggregate):
         if passed:
             self._move(Status.CLOSED, occurred_at)
         else:
-            self.rework_count += 1
-            self._move(Status.REOPENED, occurred_at)
+            self._reopen(occurred_at)
 
     @event("Escalated")
     def _escalated(self, level: int, reason: str, occurred_at: datetime, actor: str) -> None:
@@ -390,13 +388,21 @@ class WorkOrder(GridloopAggregate):
         if fixed:
             self._move(Status.EVALUATED, occurred_at)
         else:
-            self.rework_count += 1
-            self._move(Status.REOPENED, occurred_at)
+            self._reopen(occurred_at)
 
     @event("Reopened")
     def _reopened(self, reason: str, occurred_at: datetime, actor: str) -> None:
+        self._reopen(occurred_at)
+
+    def _reopen(self, occurred_at: datetime) -> None:
+        """返工: back to the desk, which dispatches the rework (to the same party or another)."""
+        self._release()
         self.rework_count += 1
         self._move(Status.REOPENED, occurred_at)
+
+    def _release(self) -> None:
+        """The assignee and their deadline are gone: the desk holds the case until the next dispatch."""
+        self.unit, self.worker, self.deadline = "", "", None
 
     def _move(self, status: Status, occurred_at: datetime) -> None:
         self.status = status
@@ -435,19 +441,3 @@ def event_names() -> tuple[str, ...]:
         for name, value in vars(WorkOrder).items()
         if isinstance(value, type) and issubclass(value, WorkOrder.Event) and name != "Event"
     )
-
-
-def describe(order: WorkOrder) -> dict[str, Any]:
-    """The case's current state as plain values (for the CLI and tests)."""
-    return {
-        "id": str(order.id),
-        "status": order.status.value,
-        "category": order.category,
-        "grid": order.grid,
-        "accountable": order.accountable,
-        "unit": order.unit,
-        "worker": order.worker,
-        "deadline": order.deadline.isoformat() if order.deadline else None,
-        "escalation_level": order.escalation_level,
-        "allowed_actions": list(order.allowed_actions()),
-    }

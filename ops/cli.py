@@ -20,8 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from engine.clock import Clock, ManualClock, SystemClock
-from engine.commands import COMMANDS, command_fields, parse_command
+from engine.commands import COMMANDS
 from engine.errors import GridloopError
+from engine.parsing import command_fields, parse_command
 from ops.config import ConfigError, Settings, load_settings
 from ops.logs import configure_logging
 from ops.runtime import Runtime, open_runtime
@@ -229,7 +230,9 @@ def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
             click.echo(json.dumps({"case": _plain(row), "timeline": [_plain(s) for s in steps]}, ensure_ascii=False))
             return
         out.print(f"[bold]case {row.case_id}[/bold]  {row.status}  {row.category} {row.category_name}")
-        out.print(f"source: {row.source}   grid: {row.grid} (community {row.community})   reported {_local(row.reported_at)}")
+        out.print(
+            f"source: {row.source}   grid: {row.grid} (community {row.community})   reported {_local(row.reported_at)}"
+        )
         out.print(f"accountable: {row.accountable or '— (not open)'}   deadline: {_local(row.deadline)}")
         table = Table("#", "occurred", "recorded", "event", "actor", "details")
         for s in steps:

@@ -26,6 +26,7 @@ from projections.store import ViewStore
 from projections.views import default_projections
 
 T0 = datetime(2026, 11, 2, 0, 30, tzinfo=UTC)
+BOX = '{"type":"Polygon","coordinates":[[[111.6,35.3],[111.7,35.3],[111.7,35.4],[111.6,35.3]]]}'
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def _district(app: Gridloop) -> str:
             grid_name="G",
             community="140827100001",
             households=500,
-            boundary="{}",
+            boundary=BOX,
         ),
     ):
         app.execute(command)

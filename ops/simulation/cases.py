@@ -164,7 +164,8 @@ class CaseFlow:
         if not self._run(command):
             return
         case.unit, case.worker, case.return_reason = unit, worker, ""
-        case.deadline = now + timedelta(hours=category.time_limit_hours)
+        # The engine's default deadline: the category's limit in working hours on the app's calendar.
+        case.deadline = self.runner.app.calendar.add(now, timedelta(hours=category.time_limit_hours))
         case.dispatches += 1
         self._move(case, Status.DISPATCHED)
         if wrong:

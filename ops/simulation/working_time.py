@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-ZONE = ZoneInfo("Asia/Shanghai")
+from engine.working_time import CHINA, EVERY_DAY, WorkingCalendar
+
+ZONE = CHINA
 """Local time of every simulated district (mainland China keeps one zone, no daylight saving)."""
 
 WORK_START = time(8, 30)
@@ -34,30 +35,9 @@ def next_midnight(when: datetime) -> datetime:
     return start if local == start else midnight(local.date() + timedelta(days=1))
 
 
-def is_working(when: datetime) -> bool:
-    """Within the desk's working hours (start inclusive, end exclusive)."""
-    local = when.astimezone(ZONE).timetz().replace(tzinfo=None)
-    return WORK_START <= local < WORK_END
+DESK = WorkingCalendar(zone=ZONE, start=WORK_START, end=WORK_END, workdays=EVERY_DAY)
+"""The command centre's desk works every day of the week, 08:30–17:30 (a stated assumption)."""
 
-
-def next_working(when: datetime) -> datetime:
-    """``when`` if it falls in working hours, else the start of the next working period."""
-    local = when.astimezone(ZONE)
-    day = local.date()
-    if local < at(day, WORK_START):
-        return at(day, WORK_START)
-    if local >= at(day, WORK_END):
-        return at(day + timedelta(days=1), WORK_START)
-    return local
-
-
-def add_working(when: datetime, delay: timedelta) -> datetime:
-    """``delay`` of working time after ``when``: the clock of a desk that stops at night."""
-    moment = next_working(when)
-    remaining = delay
-    while True:
-        room = at(moment.date(), WORK_END) - moment
-        if remaining < room:
-            return moment + remaining
-        remaining -= room
-        moment = at(moment.date() + timedelta(days=1), WORK_START)
+is_working = DESK.is_working
+next_working = DESK.next_working
+add_working = DESK.add

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -23,9 +24,11 @@ from engine.errors import (
     UnknownReference,
 )
 from engine.lifecycle import Status
+from engine.parsing import parse_command
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 GRID = "140827100001001"
+BOX = '{"type":"Polygon","coordinates":[[[111.6,35.3],[111.7,35.3],[111.7,35.4],[111.6,35.3]]]}'
 
 
 def make_app(path: Path, clock: ManualClock) -> Gridloop:
@@ -60,7 +63,7 @@ def app(tmp_path: Path, clock: ManualClock) -> Iterator[Gridloop]:
             grid_name="东峰山1",
             community="140827100001",
             households=520,
-            boundary='{"type":"Polygon","coordinates":[]}',
+            boundary=BOX,
         ),
         c.EnrollWorker(
             command_id="w1",
@@ -139,6 +142,62 @@ BAD_INPUT: list[tuple[str, Any, type[GridloopError], str]] = [
     ("no actor", report(actor=""), InvalidCommand, "actor: is empty"),
     ("future time", report(occurred_at=T0 + timedelta(hours=3)), InvalidCommand, "is in the future"),
     ("unknown case", c.AcceptCase(command_id="x", actor="W1", case_id=UUID(int=7)), UnknownReference, "unknown case"),
+    (
+        "time without offset",
+        report(occurred_at=datetime(2026, 11, 23, 9, 0)),
+        InvalidCommand,
+        "occurred_at: has no UTC",
+    ),
+    (
+        "grid code taken",
+        c.DrawGrid(
+            command_id="g-again",
+            actor="admin",
+            code=GRID,
+            grid_name="x",
+            community="140827100001",
+            households=10,
+            boundary=BOX,
+        ),
+        InvalidCommand,
+        f"code: grid {GRID} already exists",
+    ),
+    (
+        "boundary not GeoJSON",
+        c.DrawGrid(
+            command_id="g-bad",
+            actor="admin",
+            code="g-bad",
+            grid_name="x",
+            community="140827100001",
+            households=10,
+            boundary="not geojson at all",
+        ),
+        InvalidCommand,
+        "boundary: is not JSON",
+    ),
+    (
+        "boundary ring open",
+        c.DrawGrid(
+            command_id="g-open",
+            actor="admin",
+            code="g-open",
+            grid_name="x",
+            community="140827100001",
+            households=10,
+            boundary='{"type":"Polygon","coordinates":[[[1,1],[2,1],[2,2],[1,2]]]}',
+        ),
+        InvalidCommand,
+        "boundary: has a ring that is not closed",
+    ),
+    (
+        "worker code taken",
+        c.EnrollWorker(
+            command_id="w-again", actor="admin", code="W1", worker_name="x", role="grid_worker", unit="140827100001"
+        ),
+        InvalidCommand,
+        "code: worker W1 already exists",
+    ),
 ]
 
 
@@ -151,6 +210,30 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
         app.execute(command)
     assert words in str(refused.value)
     assert log_length(app) == before
+
+
+def test_a_step_dated_before_the_case_was_reported_is_refused(app: Gridloop) -> None:
+    case_id = app.execute(report()).aggregate_id
+    with pytest.raises(InvalidCommand, match="is before the case was reported"):
+        app.execute(c.RegisterCase(command_id="reg", actor="op1", case_id=case_id, occurred_at=T0 - timedelta(days=30)))
+
+
+def test_the_same_instant_with_another_offset_is_the_same_command(app: Gridloop) -> None:
+    first = app.execute(report(occurred_at=T0 - timedelta(hours=1)))
+    shanghai = (T0 - timedelta(hours=1)).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert app.execute(report(occurred_at=shanghai)).duplicate
+    assert app.execute(report(occurred_at=shanghai)).aggregate_id == first.aggregate_id
+
+
+def test_the_default_deadline_counts_working_hours_only(app: Gridloop, clock: ManualClock) -> None:
+    """C0101 (2 working hours) dispatched on Friday 17:00 Beijing time is due on Monday at 10:00."""
+    friday_five = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)  # 17:00 +08:00
+    clock.set(friday_five)
+    case_id = app.execute(report()).aggregate_id
+    app.execute(c.RegisterCase(command_id="reg", actor="op1", case_id=case_id))
+    app.execute(c.DispatchCase(command_id="dis", actor="op1", case_id=case_id, unit="chengguan", reason="r"))
+    assert app.catalogue.category("C0101").time_limit_hours == 2
+    assert app.case(case_id).deadline == datetime(2026, 11, 30, 2, 0, tzinfo=UTC)  # Monday 10:00 +08:00
 
 
 def test_a_wrong_state_is_refused_with_the_allowed_actions_and_changes_nothing(app: Gridloop) -> None:
@@ -247,22 +330,22 @@ def test_concurrent_writers_on_one_case_each_succeed_once_or_are_told_why(tmp_pa
 
 def test_parse_command_turns_text_into_typed_fields_or_says_what_is_wrong() -> None:
     case_id = uuid4()
-    command = c.parse_command(
+    command = parse_command(
         "escalate", {"command_id": "x", "actor": "sup", "case_id": str(case_id), "level": "2", "reason": "late"}
     )
     assert command == c.EscalateCase(command_id="x", actor="sup", case_id=case_id, level=2, reason="late")
     with pytest.raises(InvalidCommand, match="level: 'two' is malformed"):
-        c.parse_command(
+        parse_command(
             "escalate", {"command_id": "x", "actor": "s", "case_id": str(case_id), "level": "two", "reason": "r"}
         )
     with pytest.raises(InvalidCommand, match="reason: is missing"):
-        c.parse_command("escalate", {"command_id": "x", "actor": "s", "case_id": str(case_id), "level": "2"})
+        parse_command("escalate", {"command_id": "x", "actor": "s", "case_id": str(case_id), "level": "2"})
     with pytest.raises(InvalidCommand, match="colour: is not a field of escalate"):
-        c.parse_command("escalate", {"command_id": "x", "actor": "s", "colour": "red"})
+        parse_command("escalate", {"command_id": "x", "actor": "s", "colour": "red"})
     with pytest.raises(UnknownReference, match="unknown command 'fly'"):
-        c.parse_command("fly", {})
+        parse_command("fly", {})
     with pytest.raises(InvalidCommand, match="UTC offset"):
-        c.parse_command(
+        parse_command(
             "request_extension",
             {"command_id": "x", "actor": "s", "case_id": str(case_id), "until": "2026-11-24T10:00", "reason": "r"},
         )
@@ -278,7 +361,7 @@ def test_a_case_reported_before_a_redraw_stays_attributed_to_its_grid(app: Gridl
             grid_name="东峰山2",
             community="140827100001",
             households=260,
-            boundary="{}",
+            boundary=BOX,
         )
     )
     app.execute(
@@ -287,7 +370,7 @@ def test_a_case_reported_before_a_redraw_stays_attributed_to_its_grid(app: Gridl
             actor="admin",
             code=GRID,
             households=260,
-            boundary="{}",
+            boundary=BOX,
             reason="split: 520 households into two grids",
         )
     )
@@ -297,7 +380,7 @@ def test_a_case_reported_before_a_redraw_stays_attributed_to_its_grid(app: Gridl
     with pytest.raises(InvalidCommand, match=r"was retired by a redraw \(expected one of 140827100001002"):
         app.execute(report(command_id="r-after"))
     with pytest.raises(IllegalTransition, match="retired"):
-        app.execute(c.RedrawGrid(command_id="rd2", actor="admin", code=GRID, households=1, boundary="{}", reason="x"))
+        app.execute(c.RedrawGrid(command_id="rd2", actor="admin", code=GRID, households=1, boundary=BOX, reason="x"))
     with pytest.raises(UnknownReference, match="unknown grid 'nowhere'"):
         app.execute(
             c.RetireGrid(command_id="rt2", actor="admin", code=GRID[:-1] + "2", successors=["nowhere"], reason="x")

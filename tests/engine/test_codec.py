@@ -58,12 +58,25 @@ def run_scenario(db: Path) -> RecordingGridloop:
     run(c.EstablishDivision, code="140827100001", division_name="东峰山社区", level="community", parent="140827100")
     polygon = '{"type":"Polygon","coordinates":[[[111.6,35.3],[111.7,35.3],[111.7,35.4],[111.6,35.3]]]}'
     for grid in ("140827100001001", "140827100001002"):
-        run(c.DrawGrid, code=grid, grid_name=f"网格{grid[-1]}", community="140827100001", households=480,
-            boundary=polygon)
+        run(
+            c.DrawGrid,
+            code=grid,
+            grid_name=f"网格{grid[-1]}",
+            community="140827100001",
+            households=480,
+            boundary=polygon,
+        )
     run(c.RedrawGrid, code="140827100001001", households=530, boundary=polygon, reason="小区合并")
     for worker, name in (("W1", "张三"), ("W2", "李四")):
-        run(c.EnrollWorker, code=worker, worker_name=name, role="grid_worker", unit="140827100001",
-            grid="140827100001001", skills=["道路", "排水"])
+        run(
+            c.EnrollWorker,
+            code=worker,
+            worker_name=name,
+            role="grid_worker",
+            unit="140827100001",
+            grid="140827100001001",
+            skills=["道路", "排水"],
+        )
         run(c.SetDuty, worker=worker, on_duty=True)
     run(c.AssignStaff, grid="140827100001001", role="grid_worker", worker="W1")
     with recording_time(clock.now):  # no command retires a grid yet: drive the aggregate directly
@@ -74,8 +87,9 @@ def run_scenario(db: Path) -> RecordingGridloop:
     patrol = run(c.StartPatrol, actor="W1", worker="W1", grid="140827100001001")
     late = clock.now() - timedelta(hours=3)  # uploaded from a phone three hours after the fact
     run(c.VisitCheckpoint, actor="W1", patrol_id=patrol, lon=111.65, lat=35.31, note="井盖松动", occurred_at=late)
-    found = run(c.ReportFinding, actor="W1", patrol_id=patrol, category=category, description="井盖丢失",
-                lon=111.65, lat=35.31)
+    found = run(
+        c.ReportFinding, actor="W1", patrol_id=patrol, category=category, description="井盖丢失", lon=111.65, lat=35.31
+    )
     run(c.EndPatrol, actor="W1", patrol_id=patrol)
 
     report = {"source": "resident", "category": category, "grid": "140827100001001", "actor": "resident:13800000000"}
@@ -90,9 +104,16 @@ def run_scenario(db: Path) -> RecordingGridloop:
 
     case = run(c.ReportCase, description="路灯不亮", **report)
     run(c.RegisterCase, case_id=case, category=category)
-    run(c.DispatchCase, case_id=case, worker="W1", reason="nearest on-duty worker", policy="nearest",
-        policy_version="1.2", inputs={"distance_m": "120", "queue": "3"},
-        deadline=clock.now() + timedelta(days=2))
+    run(
+        c.DispatchCase,
+        case_id=case,
+        worker="W1",
+        reason="nearest on-duty worker",
+        policy="nearest",
+        policy_version="1.2",
+        inputs={"distance_m": "120", "queue": "3"},
+        deadline=clock.now() + timedelta(days=2),
+    )
     run(c.ReassignCase, case_id=case, worker="W2", reason="W1 on leave")
     run(c.AcceptCase, actor="W2", case_id=case)
     run(c.RequestExtension, actor="W2", case_id=case, until=clock.now() + timedelta(days=5), reason="等配件")

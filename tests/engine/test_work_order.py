@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import IllegalTransition, InvalidCommand
-from engine.lifecycle import OPEN, RESUME_PREVIOUS, TRANSITIONS, UNCHANGED, Status, allowed_actions
+from engine.lifecycle import OPEN, RESUME_PREVIOUS, TRANSITIONS, UNCHANGED, Status, allowed_actions, status_after
 from engine.work_order import WorkOrder
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
@@ -277,3 +277,34 @@ def test_any_sequence_of_commands_keeps_the_invariants(steps: list[str]) -> None
         replayed = e.mutate(replayed)  # type: ignore[assignment]
     assert replayed is not None
     assert replayed.__dict__ == order.__dict__
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([*sorted(TRANSITIONS), "fail_verification", "not_fixed"]), max_size=30))
+def test_the_read_side_status_table_agrees_with_the_aggregate_after_every_event(steps: list[str]) -> None:
+    order = new_case()
+    for step in steps:
+        try:
+            if step == "fail_verification":
+                order.verify(passed=False, note="still broken", occurred_at=at(70), actor="inspector")
+            elif step == "not_fixed":
+                order.call_back(satisfaction=1, fixed=False, note="no", occurred_at=at(90), actor="op1")
+            else:
+                ACTIONS[step](order)
+        except (IllegalTransition, InvalidCommand):
+            pass
+    status: Status | None = None
+    suspended_from: Status | None = None
+    replayed: WorkOrder | None = None
+    for e in order.collect_events():
+        if e.originator_id != order.id:
+            continue
+        name = type(e).__name__
+        after = status_after(
+            name, status, suspended_from, passed=getattr(e, "passed", None), fixed=getattr(e, "fixed", None)
+        )
+        suspended_from = status if name == "Suspended" else (None if name == "Resumed" else suspended_from)
+        status = after
+        replayed = e.mutate(replayed)  # type: ignore[assignment]
+        assert replayed is not None and replayed.status is status
+    assert status is order.status
