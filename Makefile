@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= var
 
-.PHONY: run test lint typecheck unit clean
+.PHONY: run test lint typecheck unit bench clean
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(VENV)/.installed-run: pyproject.toml
@@ -33,6 +33,10 @@ typecheck: $(VENV)/.installed-dev
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -q
+
+## make bench: each path against the raw library doing the same work (see docs/benchmarks.md).
+bench: $(VENV)/.installed-run
+	$(BIN)/python -m ops.bench $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) $(DATA) .mypy_cache .ruff_cache .pytest_cache .hypothesis

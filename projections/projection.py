@@ -1,9 +1,9 @@
-"""What a view is: a named fold of the events it cares about into tables of its own."""
+"""What a view is: a named fold of the events it cares about into tables of its own (and what case views share)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
@@ -13,6 +13,10 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate
 from eventsourcing.sqlite import SQLiteCursor
 from eventsourcing.utils import get_topic
+
+from engine.catalogue import Catalogue, default_catalogue
+from engine.lifecycle import Status, status_after
+from engine.work_order import WorkOrder, event_names
 
 Cursor = SQLiteCursor
 """The open write transaction a projection writes its rows in (the runner opens and commits it)."""
@@ -97,3 +101,128 @@ def iso(moment: datetime) -> str:
 def short_id(case_id: UUID) -> str:
     """The first 8 hex digits of a case id, as operators read them out."""
     return case_id.hex[:8]
+
+
+def sql_set(states: frozenset[Status]) -> str:
+    """A set of states as an SQL list, for ``status IN (…)``."""
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(states)) + ")"
+
+
+ANSWERS_AS_SQL = f"(CASE WHEN status = '{Status.SUSPENDED.value}' THEN suspended_from ELSE status END)"
+"""The state a case row answers as: a suspended case keeps the party of the state it was suspended from."""
+
+
+class CaseFold:
+    """What the views with one row per case share: category names, and each event's move by engine.lifecycle.
+
+    A view names the table holding its case rows, the columns every event updates (``every_event``)
+    and what entering a state does to its row (``on_entering``, e.g. a return clears the assignee);
+    its handlers add only the event's own columns. Which state an event leads to is never written
+    here: ``engine.lifecycle.status_after`` decides, from the row as it stands.
+    """
+
+    case_table: ClassVar[str]
+    insert_case: ClassVar[str]
+    """The INSERT of a case's first row, with named parameters from ``new_case``."""
+    every_event: ClassVar[str]
+    """SET clauses each event applies, such as the row's log position."""
+    on_entering: ClassVar[Mapping[Status, str]] = {}
+    """SET clauses applied when an event moves the case into a state (not when it resumes there)."""
+
+    def __init__(self, catalogue: Catalogue | None = None) -> None:
+        self._catalogue = catalogue or default_catalogue()
+        self._statements: dict[tuple[str, Status | None], str] = {}
+
+    def category_name(self, code: str) -> str:
+        """The category's name in the catalogue ('' for a code the catalogue does not know)."""
+        category = self._catalogue.categories.get(code)
+        return category.name if category is not None else ""
+
+    def reported(self, event: Any, position: int, cursor: Cursor) -> None:
+        """上报: the case's first row."""
+        cursor.execute(self.insert_case, self.new_case(event, position))
+
+    def new_case(self, event: Any, position: int) -> dict[str, Any]:
+        """A case's first row from its Reported event, as named parameters (each view inserts those it keeps)."""
+        return {
+            "case_id": str(event.originator_id), "short_id": short_id(event.originator_id),
+            "status": status_after("Reported", None).value, "category": event.category,
+            "category_name": self.category_name(event.category), "source": event.source, "grid": event.grid,
+            "desk": event.desk, "occurred_at": iso(event.occurred_at), "version": event.originator_version,
+            "position": position,
+        }  # fmt: skip
+
+    def registered(self, event: Any, position: int, cursor: Cursor) -> None:
+        """立案 may correct the category: the row takes the new code and its name."""
+        changes = "category = :category, category_name = :category_name"
+        self.move(
+            event, position, cursor, changes, category=event.category, category_name=self.category_name(event.category)
+        )
+
+    def extension_granted(self, event: Any, position: int, cursor: Cursor) -> None:
+        """批准延期: the deadline moves."""
+        self.move(event, position, cursor, "deadline = :deadline", deadline=iso(event.new_deadline))
+
+    def move(self, event: Any, position: int, cursor: Cursor, changes: str = "", **fields: Any) -> None:
+        """Fold one event into its case's row: its own ``changes``, the state it leads to, what entering it does.
+
+        The row is read first, in the runner's transaction, because where some events lead depends
+        on where the case stands (a resumption, a supervision that moves nothing).
+        """
+        case_id = str(event.originator_id)
+        cursor.execute(f"SELECT status, suspended_from FROM {self.case_table} WHERE case_id = ?", (case_id,))  # noqa: S608
+        row = cursor.fetchone()
+        if row is None:
+            raise LookupError(f"{self.case_table} has no case {case_id}: its Reported event was never applied")
+        current, suspended_from = Status(row[0]), Status(row[1]) if row[1] else None
+        status = status_after(
+            type(event).__name__, current, suspended_from,
+            passed=getattr(event, "passed", None), fixed=getattr(event, "fixed", None),
+        )  # fmt: skip
+        if status is Status.SUSPENDED:
+            suspended_from = current if current is not Status.SUSPENDED else suspended_from
+        else:
+            suspended_from = None
+        # A resumed case goes back to where it stood; it does not enter that state anew.
+        entered = status if status is not current and current is not Status.SUSPENDED else None
+        cursor.execute(
+            self._statement(changes, entered),
+            {
+                "case_id": case_id, "status": status.value,
+                "suspended_from": suspended_from.value if suspended_from else None,
+                "occurred_at": iso(event.occurred_at), "version": event.originator_version, "position": position,
+                **fields,
+            },
+        )  # fmt: skip
+
+    def _statement(self, changes: str, entered: Status | None) -> str:
+        key = (changes, entered)
+        statement = self._statements.get(key)
+        if statement is None:
+            parts = [changes, self.on_entering.get(entered, "") if entered else ""]
+            sets = ", ".join(
+                p for p in (*parts, "status = :status, suspended_from = :suspended_from", self.every_event) if p
+            )
+            statement = self._statements[key] = f"UPDATE {self.case_table} SET {sets} WHERE case_id = :case_id"  # noqa: S608
+        return statement
+
+
+def follow_every_case_event(process_event: Any) -> None:
+    """Give a case view's ``process_event`` an overload for every work-order event it has none of its own for.
+
+    Called at the end of the view's class body. Reported inserts the case's row, Registered and
+    ExtensionGranted change columns every case view has (``CaseFold.reported``, ``registered``,
+    ``extension_granted``); any other event only moves the case, where
+    ``engine.lifecycle.status_after`` says. So an event type added to the aggregate is followed
+    without a change to the views.
+    """
+    shared = {
+        "Reported": CaseFold.reported,
+        "Registered": CaseFold.registered,
+        "ExtensionGranted": CaseFold.extension_granted,
+    }
+    registry = process_event.dispatcher.registry
+    for name in event_names():
+        kind = event_class(WorkOrder, name)
+        if kind not in registry:
+            process_event.register(kind, shared.get(name, CaseFold.move))

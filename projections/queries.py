@@ -13,8 +13,9 @@ from typing import Any
 from uuid import UUID
 
 from engine.errors import InvalidCommand, UnknownReference
-from engine.lifecycle import OPEN, Status
-from projections.projection import iso
+from engine.lifecycle import ASSIGNEE_STATES, OPEN, Status
+from projections.projection import iso, sql_set
+from projections.queue import QUEUED_SQL
 from projections.store import ViewStore
 from projections.views import VIEW_NAMES
 
@@ -51,13 +52,12 @@ class CaseRow:
     position: int
 
     def is_overdue(self, now: datetime) -> bool:
-        """超期: open, not suspended, and past its deadline."""
-        return (
-            self.status in OPEN
-            and self.status is not Status.SUSPENDED
-            and self.deadline is not None
-            and self.deadline < now
-        )
+        """超期: an assignee holds the case (dispatched, accepted, extension requested) and its deadline has passed.
+
+        Not a handled case (it waits for the desk's verification), not a returned or reopened one
+        (the desk holds it), not a suspended one (the clock is paused).
+        """
+        return self.status in ASSIGNEE_STATES and self.deadline is not None and self.deadline < now
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,14 @@ class TimelineRow:
 
 @dataclass(frozen=True)
 class QueueRow:
-    """One open case in a worker's queue."""
+    """One case in a worker's queue: the worker is accountable for it."""
 
     case_id: UUID
     short_id: str
     worker: str
     unit: str
     status: Status
+    suspended_from: Status | None
     category: str
     category_name: str
     grid: str
@@ -113,11 +114,9 @@ class BoardSummary:
     top_grids: tuple[GridLoad, ...]
 
 
-_OPEN_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(OPEN)) + ")"
-# "deadline IS NOT NULL" keeps the expression true or false, never NULL, so NOT and SUM behave.
-_OVERDUE_SQL = (
-    f"(status IN {_OPEN_SQL} AND status != '{Status.SUSPENDED.value}' AND deadline IS NOT NULL AND deadline < :now)"
-)
+_OPEN_SQL = sql_set(OPEN)
+# CaseRow.is_overdue as SQL. "deadline IS NOT NULL" keeps it true or false, never NULL, so NOT and SUM behave.
+_OVERDUE_SQL = f"(status IN {sql_set(ASSIGNEE_STATES)} AND deadline IS NOT NULL AND deadline < :now)"
 _CLOSED = (Status.CLOSED.value, Status.EVALUATED.value)
 _HEX = re.compile(r"[0-9a-f]{1,32}")
 _UUID_GROUPS = (8, 4, 4, 4, 12)
@@ -138,11 +137,15 @@ def _time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def _state(text: str | None) -> Status | None:
+    return Status(text) if text else None
+
+
 def _case(row: Any) -> CaseRow:
     return CaseRow(
         case_id=UUID(row["case_id"]), short_id=row["short_id"], status=Status(row["status"]),
-        suspended_from=Status(row["suspended_from"]) if row["suspended_from"] else None,
-        category=row["category"], category_name=row["category_name"], source=row["source"], grid=row["grid"],
+        suspended_from=_state(row["suspended_from"]), category=row["category"], category_name=row["category_name"],
+        source=row["source"], grid=row["grid"],
         community=row["community"], street=row["street"], desk=row["desk"], unit=row["unit"],
         worker=row["worker"], accountable=row["accountable"], deadline=_time(row["deadline"]),
         escalation_level=row["escalation_level"], reported_at=datetime.fromisoformat(row["reported_at"]),
@@ -165,9 +168,9 @@ def _timeline_row(row: Any) -> TimelineRow:
 def _queue_row(row: Any) -> QueueRow:
     return QueueRow(
         case_id=UUID(row["case_id"]), short_id=row["short_id"], worker=row["worker"], unit=row["unit"],
-        status=Status(row["status"]), category=row["category"], category_name=row["category_name"],
-        grid=row["grid"], deadline=_time(row["deadline"]), assigned_at=_time(row["assigned_at"]),
-        position=row["position"],
+        status=Status(row["status"]), suspended_from=_state(row["suspended_from"]), category=row["category"],
+        category_name=row["category_name"], grid=row["grid"], deadline=_time(row["deadline"]),
+        assigned_at=_time(row["assigned_at"]), position=row["position"],
     )  # fmt: skip
 
 
@@ -243,10 +246,11 @@ def timeline(store: ViewStore, case_id: UUID) -> list[TimelineRow]:
 
 
 def queue(store: ViewStore, worker: str) -> list[QueueRow]:
-    """The open cases assigned to ``worker``, soonest deadline first."""
+    """The cases ``worker`` is accountable for (dispatched, accepted, extension requested, or suspended
+    from one of those), soonest deadline first."""
     with store.reading() as cursor:
         cursor.execute(
-            f"SELECT * FROM queue_case WHERE worker = ? AND status IN {_OPEN_SQL} "  # noqa: S608 - constants
+            f"SELECT * FROM queue_case WHERE worker = ? AND {QUEUED_SQL} "  # noqa: S608 - constants
             "ORDER BY deadline, case_id",
             (worker,),
         )

@@ -23,7 +23,8 @@ class EmbeddedRunner:
     Each batch's view rows and every projection's new tracking position are written in one
     transaction, so a crash between batches neither applies an event twice nor skips one. Each
     projection tracks its own position under its own name, so one view can be rebuilt alone.
-    One runner owns a view store; it is not meant to be driven from two threads at once.
+    Several runners, in one process or several, may share a view store: each batch holds the store's
+    write lock and starts from the positions the store records, not from what this runner last saw.
     """
 
     def __init__(
@@ -55,11 +56,11 @@ class EmbeddedRunner:
 
     @property
     def position(self) -> int:
-        """The log position every projection has read up to (the lowest of their tracking positions)."""
+        """The log position every projection had read up to when this runner last looked (the lowest of them)."""
         return min(self._positions.values())
 
     def positions(self) -> dict[str, int]:
-        """Each projection's tracking position, by name."""
+        """Each projection's tracking position, by name, as of this runner's last batch."""
         return dict(self._positions)
 
     def run_until_caught_up(self) -> int:
@@ -85,12 +86,13 @@ class EmbeddedRunner:
         chosen = [p for p in self._projections if name is None or p.name == name]
         if not chosen:
             raise UnknownReference("view", str(name), [p.name for p in self._projections])
+        # Rows and tracking go in one transaction: whichever runner writes the next batch, this one
+        # or one in another process, reads the reset positions and replays these views from zero.
         with self._store.transaction() as cursor:
             for projection in chosen:
                 projection.clear(cursor)
                 self._store.forget(cursor, projection.name)
-        for projection in chosen:
-            self._positions[projection.name] = 0
+        self._positions.update(dict.fromkeys((p.name for p in chosen), 0))
         log.info("views_cleared", views=[p.name for p in chosen])
         applied = self.run_until_caught_up()
         log.info("views_rebuilt", views=[p.name for p in chosen], events=applied, position=self.position)
@@ -98,13 +100,15 @@ class EmbeddedRunner:
 
     def _run_batch(self) -> tuple[int, int]:
         """Read one batch and apply it in one transaction; returns (notifications read, events applied)."""
-        notifications = self._recorder.select_notifications(start=self.position + 1, limit=self._batch_size)
-        if not notifications:
-            return 0, 0
-        last = notifications[-1].id
-        positions = self._positions
         applied = 0
+        # The write lock first, then the positions: another runner (in this process or another) may
+        # have applied batches or cleared a view since this one last looked, and until this
+        # transaction ends nobody else can.
         with self._store.transaction() as cursor:
+            positions = self._store.positions(list(self._positions), cursor)
+            notifications = self._recorder.select_notifications(
+                start=min(positions.values()) + 1, limit=self._batch_size
+            )
             for notification in notifications:
                 interested = self._routes.get(notification.topic)
                 if interested is None:
@@ -118,11 +122,13 @@ class EmbeddedRunner:
                         process_event(event, notification.id, cursor)
                 if event is not None:
                     applied += 1
-            # Every projection behind this batch has now read it, interested or not, so a
-            # command whose last event no view cares about can still be waited for.
-            behind = [name for name, position in positions.items() if position < last]
-            for name in behind:
-                self._store.track(cursor, name, last)
+            if notifications:
+                # Every projection behind this batch has now read it, interested or not, so a
+                # command whose last event no view cares about can still be waited for.
+                last = notifications[-1].id
+                for name in [name for name, position in positions.items() if position < last]:
+                    self._store.track(cursor, name, last)
+                    positions[name] = last
         # Only once the transaction committed: a failed batch leaves the runner where it was.
-        positions.update(dict.fromkeys(behind, last))
+        self._positions = positions
         return len(notifications), applied

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from eventsourcing.persistence import InterfaceError, Tracking
+from eventsourcing.persistence import IntegrityError, InterfaceError, Tracking
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteConnection,
@@ -15,6 +15,7 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
     SQLiteDatastore,
     SQLiteTrackingRecorder,
+    SQLiteTransaction,
 )
 
 from projections.projection import Projection
@@ -22,6 +23,33 @@ from projections.views import VIEWS
 
 STATEMENT_CACHE = 256
 """Prepared statements kept per connection: every statement the views use, with room to spare."""
+
+LOCK_TIMEOUT = 60
+"""Seconds a writer waits for another (a runner in another process) to commit its batch."""
+
+
+class _WriteFirstTransaction(SQLiteTransaction):
+    """The library's transaction, except that a writing one takes the write lock before it reads.
+
+    The library begins with a plain ``BEGIN``, which takes no lock until the first write: a runner
+    could read the tracking positions, another process commit a batch, and the first then apply the
+    same events again (or, in WAL mode, fail to upgrade its stale snapshot). ``BEGIN IMMEDIATE``
+    waits for the write lock first, so what a writing transaction reads is what it writes over.
+    """
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if self.commit else "BEGIN")
+        return cursor
+
+
+class _ViewConnection(SQLiteConnection):
+    """The library's SQLite connection, with write transactions that lock before they read."""
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        with _WriteFirstTransaction(self, commit=commit) as cursor, cursor:
+            yield cursor
 
 
 class _PreparedStatementPool(SQLiteConnectionPool):
@@ -52,7 +80,7 @@ class _PreparedStatementPool(SQLiteConnectionPool):
         # and the runner reads lost batches again; a sync per commit buys nothing a view needs.
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.row_factory = sqlite3.Row
-        return SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)
+        return _ViewConnection(sqlite_conn=connection, max_age=self.max_age)
 
 
 class ViewStore(SQLiteTrackingRecorder):
@@ -68,10 +96,22 @@ class ViewStore(SQLiteTrackingRecorder):
         """Open (and create, if new) the view store at ``path``, in WAL mode."""
         datastore = SQLiteDatastore(db_name=str(path))
         datastore.pool.close()  # not used yet: replace it by one that keeps prepared statements
-        datastore.pool = _PreparedStatementPool(db_name=str(path))
+        datastore.pool = _PreparedStatementPool(db_name=str(path), lock_timeout=LOCK_TIMEOUT)
         store = cls(datastore, views)
         store.create_table()
         return store
+
+    def create_table(self) -> None:
+        """Create the tracking table and the views' tables, if another process has not already.
+
+        The library looks for the tracking table before its create transaction begins; when two
+        processes open a new store at once, the second to commit finds the first one's migration
+        row and refuses. By then the tables exist, so looking again finds them and creates nothing.
+        """
+        try:
+            super().create_table()
+        except IntegrityError:
+            super().create_table()
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -80,7 +120,11 @@ class ViewStore(SQLiteTrackingRecorder):
         return statements
 
     def transaction(self) -> AbstractContextManager[SQLiteCursor]:
-        """A write transaction: commits on leaving, rolls back everything if an exception escapes."""
+        """A write transaction: commits on leaving, rolls back everything if an exception escapes.
+
+        It holds the view store's write lock from its first statement, so write transactions from
+        any number of runners, in any number of processes, run one after the other.
+        """
         return self.datastore.transaction(commit=True)
 
     def reading(self) -> AbstractContextManager[SQLiteCursor]:
@@ -95,15 +139,21 @@ class ViewStore(SQLiteTrackingRecorder):
         """Drop view ``name``'s tracking row, in the caller's transaction (before a rebuild)."""
         cursor.execute("DELETE FROM tracking WHERE application_name = ?", (name,))
 
-    def positions(self, names: Sequence[str]) -> dict[str, int]:
-        """The position each named view has read up to (0 for a view that has read nothing)."""
-        with self.reading() as cursor:
-            cursor.execute(
-                f"SELECT application_name, notification_id FROM tracking "  # noqa: S608 - placeholders only
-                f"WHERE application_name IN ({', '.join('?' * len(names))})",
-                list(names),
-            )
-            found = {row[0]: int(row[1]) for row in cursor.fetchall()}
+    def positions(self, names: Sequence[str], cursor: SQLiteCursor | None = None) -> dict[str, int]:
+        """The position each named view has read up to (0 for a view that has read nothing).
+
+        Read in the caller's transaction if given one (a runner deciding what to apply), else in a
+        snapshot of its own.
+        """
+        if cursor is None:
+            with self.reading() as reading:
+                return self.positions(names, reading)
+        cursor.execute(
+            f"SELECT application_name, notification_id FROM tracking "  # noqa: S608 - placeholders only
+            f"WHERE application_name IN ({', '.join('?' * len(names))})",
+            list(names),
+        )
+        found = {row[0]: int(row[1]) for row in cursor.fetchall()}
         return {name: found.get(name, 0) for name in names}
 
     def close(self) -> None:

@@ -92,7 +92,7 @@ class Story:
         for code, name in ((EAST, "东峰山社区"), (WEST, "西峰山社区")):
             self.do(c.EstablishDivision, code=code, division_name=name, level="community", parent=STREET, **admin)
         for code, community in ((G1, EAST), (G2, EAST), (G3, WEST)):
-            boundary = '{"type":"Polygon","coordinates":[]}'
+            boundary = '{"type":"Polygon","coordinates":[[[111.6,35.3],[111.7,35.3],[111.7,35.4],[111.6,35.3]]]}'
             self.do(
                 c.DrawGrid, code=code, grid_name=code[-3:], community=community, households=480, boundary=boundary,
                 **admin,

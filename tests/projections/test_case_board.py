@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 from uuid import UUID
 
+import pytest
+
+from engine import lifecycle
 from engine.application import Gridloop
 from engine.lifecycle import ASSIGNEE_STATES, DESK_STATES, OPEN, Status
-from engine.work_order import WorkOrder
+from engine.work_order import WorkOrder, event_names
+from projections import projection
 from projections.queries import CaseRow, find_case
 from projections.runner import EmbeddedRunner
 from projections.store import ViewStore
@@ -115,3 +120,23 @@ def test_each_row_knows_the_last_log_position_that_changed_it(played: Any) -> No
     for case_id in played.story.cases.values():
         order = app.case(case_id)
         assert board_row(played.store, case_id).position == app.position_of(case_id, order.version)
+
+
+def test_the_board_and_the_queue_ask_engine_lifecycle_where_every_case_event_leads(
+    story: Any, views: ViewStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One state machine: neither view has a copy of which status each event leads to.
+    asked: Counter[str] = Counter()
+
+    def status_after(event_name: str, *args: Any, **kwargs: Any) -> Status:
+        asked[event_name] += 1
+        return lifecycle.status_after(event_name, *args, **kwargs)
+
+    monkeypatch.setattr(projection, "status_after", status_after)
+    story.every_path()
+    EmbeddedRunner(story.app.recorder, story.app.mapper, views, default_projections()).run_until_caught_up()
+    topics = [n.topic for n in story.app.recorder.select_notifications(1, 10_000)]
+    case_events = Counter(topic.rsplit(".", 1)[1] for topic in topics if ":WorkOrder." in topic)
+    # Every kind of case event is in the story (Created is the library's default, never recorded: Reported creates).
+    assert set(case_events) == set(event_names()) - {"Created"}
+    assert asked == {name: 2 * count for name, count in case_events.items()}  # once by each view

@@ -115,3 +115,37 @@ def test_the_summary_counts_a_small_hand_checked_district(story: Any, views: Vie
 def test_an_unknown_view_has_no_checksum(played: Any) -> None:
     with pytest.raises(UnknownReference, match="unknown view 'nope'"):
         view_checksum(played.store, "nope")
+
+
+def test_only_a_case_an_assignee_holds_can_be_overdue(story: Any, views: ViewStore, place: Any) -> None:
+    # Every case gets a one-hour deadline; two hours later only those an assignee still holds are late.
+    for name in ("late", "asked", "handled", "parked", "returned", "reworked"):
+        story.report(name)
+        story.on(name, c.RegisterCase)
+        story.dispatch(name, worker="W1", hours=1)
+    for name in ("asked", "handled", "reworked"):
+        story.on(name, c.AcceptCase, actor="W1")
+    story.on("asked", c.RequestExtension, actor="W1", until=story.clock.now() + timedelta(days=2), reason="等待配件")
+    for name in ("handled", "reworked"):
+        story.on(name, c.ReportHandling, actor="W1", result="处置完毕", photos=[])
+    story.on("reworked", c.VerifyCase, passed=False, note="仍未修好")
+    story.on("parked", c.SuspendCase, reason="等待资金")
+    story.on("returned", c.ReturnCase, actor="W1", reason="不属于网格职责")
+    story.clock.advance(timedelta(hours=2))
+    EmbeddedRunner(story.app.recorder, story.app.mapper, views, default_projections()).run_until_caught_up()
+    now = story.clock.now()
+    names = {case_id: name for name, case_id in story.cases.items()}
+
+    rows = board(views, now=now)
+    assert {names[r.case_id]: r.status.value for r in rows} == {
+        "late": "dispatched", "asked": "extension_requested", "handled": "handled", "parked": "suspended",
+        "returned": "returned", "reworked": "reopened",
+    }  # fmt: skip
+    assert [names[r.case_id] for r in board(views, now=now, overdue=True)] == ["late", "asked"]
+    assert [names[r.case_id] for r in rows if r.is_overdue(now)] == ["late", "asked"]
+    assert summary(views, now).overdue == 2
+    assert summary(views, now).top_grids == (GridLoad(place.g1, place.east, open=6, overdue=2),)
+    # The desk holds a returned or reopened case: no assignee, no deadline, as on the aggregate.
+    for name in ("returned", "reworked"):
+        row = find_case(views, str(story.cases[name]))
+        assert (row.unit, row.worker, row.deadline, row.accountable) == ("", "", None, place.desk)

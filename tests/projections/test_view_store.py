@@ -6,7 +6,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.sqlite import SQLiteTrackingRecorder
 from eventsourcing.tests import persistence as es_tests
 
 from projections.store import ViewStore
@@ -62,4 +63,26 @@ def test_a_failed_transaction_leaves_neither_rows_nor_tracking(tmp_path: Path) -
     with store.reading() as cursor:
         cursor.execute("SELECT COUNT(*) FROM board_grid")
         assert cursor.fetchone()[0] == 0
+    store.close()
+
+
+def test_a_store_another_process_created_while_this_one_was_opening_it_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two CLI commands open a new view store at once: this one looked for the tracking table
+    # before the other created it, and only then began its own create transaction.
+    ViewStore.open(tmp_path / "views.sqlite").close()  # the other process, first to commit
+    looked_too_early = iter([OperationalError("no such table: tracking")])
+    seen = SQLiteTrackingRecorder.max_tracking_id
+
+    def max_tracking_id(recorder: SQLiteTrackingRecorder, name: str) -> int | None:
+        too_early = next(looked_too_early, None)
+        if too_early is not None:
+            raise too_early
+        return seen(recorder, name)
+
+    monkeypatch.setattr(SQLiteTrackingRecorder, "max_tracking_id", max_tracking_id)
+    store = ViewStore.open(tmp_path / "views.sqlite")
+    assert store.max_tracking_id("__migration__") == 1
+    assert store.positions(VIEW_NAMES) == dict.fromkeys(VIEW_NAMES, 0)
     store.close()
