@@ -86,6 +86,13 @@ def _district(app: Gridloop) -> str:
     return grid
 
 
+def _report(i: int, grid: str) -> c.ReportCase:
+    return c.ReportCase(
+        command_id=f"r{i}", actor="bench", source="resident", category="C0101", grid=grid,
+        description="井盖缺失", lon=111.67, lat=35.3,
+    )  # fmt: skip
+
+
 def command_path(n: int, repeats: int) -> Measurement:
     """Report N cases through ``Gridloop.execute`` vs saving the same aggregates with the bare library."""
     clock = ManualClock(T0)
@@ -97,18 +104,7 @@ def command_path(n: int, repeats: int) -> Measurement:
             app = _app(directory, f"g{next(runs)}.sqlite", clock)
             grid = _district(app)
             for i in range(n):
-                app.execute(
-                    c.ReportCase(
-                        command_id=f"r{i}",
-                        actor="bench",
-                        source="resident",
-                        category="C0101",
-                        grid=grid,
-                        description="井盖缺失",
-                        lon=111.67,
-                        lat=35.3,
-                    )
-                )
+                app.execute(_report(i, grid))
             app.close()
 
         def bare() -> None:
@@ -146,18 +142,7 @@ def _sample_events(n: int, directory: Path) -> tuple[Gridloop, list[Any]]:
     app = _app(directory, "events.sqlite", clock)
     grid = _district(app)
     for i in range(n // 6):
-        case_id = app.execute(
-            c.ReportCase(
-                command_id=f"r{i}",
-                actor="bench",
-                source="resident",
-                category="C0101",
-                grid=grid,
-                description="井盖缺失",
-                lon=111.67,
-                lat=35.3,
-            )
-        ).aggregate_id
+        case_id = app.execute(_report(i, grid)).aggregate_id
         clock.advance(timedelta(minutes=1))
         app.execute(c.RegisterCase(command_id=f"g{i}", actor="op", case_id=case_id))
         app.execute(c.DispatchCase(command_id=f"d{i}", actor="op", case_id=case_id, unit="chengguan", reason="r"))
