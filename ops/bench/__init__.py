@@ -21,12 +21,12 @@ from engine.application import Gridloop
 from engine.base import name_id
 from engine.clock import ManualClock
 from engine.work_order import WorkOrder
+from ops.sample import set_up_district
 from projections.runner import EmbeddedRunner
 from projections.store import ViewStore
 from projections.views import default_projections
 
 T0 = datetime(2026, 11, 2, 0, 30, tzinfo=UTC)
-BOX = '{"type":"Polygon","coordinates":[[[111.6,35.3],[111.7,35.3],[111.7,35.4],[111.6,35.3]]]}'
 
 
 @dataclass(frozen=True)
@@ -57,40 +57,17 @@ def _app(directory: Path, name: str, clock: ManualClock) -> Gridloop:
     return Gridloop({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(directory / name)}, clock=clock)
 
 
-def _district(app: Gridloop) -> str:
-    grid = "140827100001001"
-    for command in (
-        c.EstablishDivision(command_id="b-d", actor="bench", code="140827", division_name="垣曲县", level="district"),
-        c.EstablishDivision(
-            command_id="b-s", actor="bench", code="140827100", division_name="新城镇", level="street", parent="140827"
-        ),
-        c.EstablishDivision(
-            command_id="b-c",
-            actor="bench",
-            code="140827100001",
-            division_name="东峰山社区",
-            level="community",
-            parent="140827100",
-        ),
-        c.DrawGrid(
-            command_id="b-g",
-            actor="bench",
-            code=grid,
-            grid_name="G",
-            community="140827100001",
-            households=500,
-            boundary=BOX,
-        ),
-    ):
-        app.execute(command)
-    return grid
-
-
 def _report(i: int, grid: str) -> c.ReportCase:
     return c.ReportCase(
-        command_id=f"r{i}", actor="bench", source="resident", category="C0101", grid=grid,
-        description="井盖缺失", lon=111.67, lat=35.3,
-    )  # fmt: skip
+        command_id=f"r{i}",
+        actor="bench",
+        source="resident",
+        category="C0101",
+        grid=grid,
+        description="井盖缺失",
+        lon=111.67,
+        lat=35.3,
+    )
 
 
 def command_path(n: int, repeats: int) -> Measurement:
@@ -102,7 +79,7 @@ def command_path(n: int, repeats: int) -> Measurement:
 
         def gridloop() -> None:
             app = _app(directory, f"g{next(runs)}.sqlite", clock)
-            grid = _district(app)
+            grid = set_up_district(app, "bench", "b")
             for i in range(n):
                 app.execute(_report(i, grid))
             app.close()
@@ -140,7 +117,7 @@ def command_path(n: int, repeats: int) -> Measurement:
 def _sample_events(n: int, directory: Path) -> tuple[Gridloop, list[Any]]:
     clock = ManualClock(T0)
     app = _app(directory, "events.sqlite", clock)
-    grid = _district(app)
+    grid = set_up_district(app, "bench", "b")
     for i in range(n // 6):
         case_id = app.execute(_report(i, grid)).aggregate_id
         clock.advance(timedelta(minutes=1))

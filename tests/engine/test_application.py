@@ -25,10 +25,9 @@ from engine.errors import (
 )
 from engine.lifecycle import Status
 from engine.parsing import parse_command
+from ops.sample import BOX, GRID, district_commands
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
-GRID = "140827100001001"
-BOX = '{"type":"Polygon","coordinates":[[[111.6,35.3],[111.7,35.3],[111.7,35.4],[111.6,35.3]]]}'
 
 
 def make_app(path: Path, clock: ManualClock) -> Gridloop:
@@ -43,28 +42,8 @@ def clock() -> ManualClock:
 @pytest.fixture
 def app(tmp_path: Path, clock: ManualClock) -> Iterator[Gridloop]:
     app = make_app(tmp_path / "events.sqlite", clock)
-    setup = [
-        c.EstablishDivision(command_id="d1", actor="admin", code="140827", division_name="垣曲县", level="district"),
-        c.EstablishDivision(
-            command_id="d2", actor="admin", code="140827100", division_name="新城镇", level="street", parent="140827"
-        ),
-        c.EstablishDivision(
-            command_id="d3",
-            actor="admin",
-            code="140827100001",
-            division_name="东峰山社区",
-            level="community",
-            parent="140827100",
-        ),
-        c.DrawGrid(
-            command_id="g1",
-            actor="admin",
-            code=GRID,
-            grid_name="东峰山1",
-            community="140827100001",
-            households=520,
-            boundary=BOX,
-        ),
+    setup: list[c.Command] = [
+        *district_commands(),
         c.EnrollWorker(
             command_id="w1",
             actor="admin",

@@ -15,7 +15,7 @@ import pytest
 
 from engine.application import Gridloop
 from engine.clock import ManualClock
-from engine.lifecycle import Status
+from engine.lifecycle import Status, status_after
 from ops.presets import Preset, StaffSpec, load_preset
 from ops.simulation.district import plan_district
 from ops.simulation.working_time import ZONE, add_working, is_working, midnight
@@ -23,22 +23,6 @@ from ops.simulator import SimulationReport, simulate
 
 START = date(2026, 11, 23)
 DESK_EVENTS = ("Registered", "Rejected", "Merged", "Dispatched", "Verified", "CalledBack", "Suspended", "Resumed")
-STATUS_AFTER = {
-    "Reported": Status.REPORTED,
-    "Registered": Status.REGISTERED,
-    "Rejected": Status.REJECTED,
-    "Merged": Status.MERGED,
-    "Dispatched": Status.DISPATCHED,
-    "Reassigned": Status.DISPATCHED,
-    "Accepted": Status.ACCEPTED,
-    "Returned": Status.RETURNED,
-    "ExtensionRequested": Status.EXTENSION_REQUESTED,
-    "ExtensionGranted": Status.ACCEPTED,
-    "ExtensionDenied": Status.ACCEPTED,
-    "Suspended": Status.SUSPENDED,
-    "HandlingReported": Status.HANDLED,
-    "Reopened": Status.REOPENED,
-}
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -83,21 +67,23 @@ def _name(event: Any) -> str:
 
 
 def _final_statuses(case_events: list[Any]) -> dict[UUID, Status]:
-    """Each case's status, folded from its events independently of the simulator and the aggregate."""
+    """Each case's status, folded from its events by the lifecycle table, independently of the simulator."""
     status: dict[UUID, Status] = {}
     suspended_from: dict[UUID, Status] = {}
     for event in case_events:
         case, name = event.originator_id, _name(event)
+        after = status_after(
+            name,
+            status.get(case),
+            suspended_from.get(case),
+            passed=getattr(event, "passed", None),
+            fixed=getattr(event, "fixed", None),
+        )
         if name == "Suspended":
             suspended_from[case] = status[case]
-        if name == "Resumed":
-            status[case] = suspended_from.pop(case)
-        elif name == "Verified":
-            status[case] = Status.CLOSED if event.passed else Status.REOPENED
-        elif name == "CalledBack":
-            status[case] = Status.EVALUATED if event.fixed else Status.REOPENED
-        elif name in STATUS_AFTER:
-            status[case] = STATUS_AFTER[name]
+        elif name == "Resumed":
+            suspended_from.pop(case)
+        status[case] = after
     return status
 
 
@@ -177,17 +163,36 @@ def test_every_path_of_the_closed_loop_is_exercised(yuanqu: tuple[Gridloop, Simu
     cases = _events(app, "case")
     seen = Counter(_name(e) for e in cases)
     for step in (
-        "Reported", "Registered", "Rejected", "Merged", "DuplicateLinked", "Dispatched", "Accepted", "Returned",
-        "ExtensionRequested", "ExtensionGranted", "ExtensionDenied", "Suspended", "Resumed", "HandlingReported",
-        "Verified", "Escalated", "CalledBack",
-    ):  # fmt: skip
+        "Reported",
+        "Registered",
+        "Rejected",
+        "Merged",
+        "DuplicateLinked",
+        "Dispatched",
+        "Accepted",
+        "Returned",
+        "ExtensionRequested",
+        "ExtensionGranted",
+        "ExtensionDenied",
+        "Suspended",
+        "Resumed",
+        "HandlingReported",
+        "Verified",
+        "Escalated",
+        "CalledBack",
+    ):
         assert seen[step] > 0, f"no {step} in two days of Yuanqu"
     assert any(_name(e) == "Verified" and not e.passed for e in cases), "no rework"
     assert any(_name(e) == "CalledBack" and not e.fixed for e in cases), "no call-back answering not fixed"
     assert max(e.level for e in cases if _name(e) == "Escalated") >= 2
     assert {e.source for e in cases if _name(e) == "Reported"} == {
-        "patrol", "resident", "hotline", "app", "department", "sensor",
-    }  # fmt: skip
+        "patrol",
+        "resident",
+        "hotline",
+        "app",
+        "department",
+        "sensor",
+    }
     patrols = Counter(_name(e) for e in _events(app, "patrol"))
     assert patrols["Started"] == patrols["Ended"] > 0
     assert patrols["FindingReported"] == sum(1 for e in cases if _name(e) == "Reported" and e.source == "patrol")
