@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -25,7 +27,7 @@ from engine.errors import GridloopError
 from engine.parsing import command_fields, parse_command
 from ops.config import ConfigError, Settings, load_settings
 from ops.logs import configure_logging
-from ops.runtime import Runtime, open_runtime
+from ops.runtime import Runtime, ensure_topics, open_kafka_runner, open_relay, open_runtime
 from projections import queries
 
 P = ParamSpec("P")
@@ -96,7 +98,7 @@ def simulate(settings: Settings, preset: str, days: int, seed: int | None, start
     clock = ManualClock(datetime.combine(first_day, datetime.min.time(), LOCAL).astimezone(UTC))
     with runtime(settings, clock) as rt:
         report = run_simulation(rt.app, clock, spec, days=days, start=first_day, seed=seed)
-        applied = rt.runner.run_until_caught_up()
+        applied = rt.catch_up()
         log.info(
             "simulation_finished", preset=preset, days=days, commands=report.commands_executed, events_projected=applied
         )
@@ -139,21 +141,64 @@ def do_command(settings: Settings, action: str | None, fields: tuple[str, ...]) 
     command = parse_command(action, data)
     with runtime(settings) as rt:
         result = rt.app.execute(command)
-        rt.runner.run_until_caught_up()
+        rt.catch_up()
         click.echo(json.dumps(_plain(result), ensure_ascii=False))
 
 
 @main.command()
 @click.option("--rebuild", "rebuild_view", default=None, help="Drop and rebuild one view (or 'all') from zero.")
+@click.option("--follow", is_flag=True, help="Keep following the log until stopped (SIGTERM / Ctrl-C).")
 @click.pass_obj
 @_fail_cleanly
-def project(settings: Settings, rebuild_view: str | None) -> None:
-    """Bring the views up to date with the event store (or rebuild them)."""
+def project(settings: Settings, rebuild_view: str | None, follow: bool) -> None:
+    """Bring the views up to date: from the event store (mode embedded) or from Kafka as a group worker (mode kafka)."""
+    view = None if rebuild_view == "all" else rebuild_view
     with runtime(settings) as rt:
+        if rt.runner is not None:
+            if rebuild_view:
+                rt.runner.rebuild(view)
+            if follow:
+                rt.runner.run(_stop_on_signals())
+            applied = rt.runner.run_until_caught_up()
+            click.echo(f"{applied} events applied; views at position {rt.runner.position}")
+            return
+        ensure_topics(settings)
+        kafka = open_kafka_runner(settings, rt)
         if rebuild_view:
-            rt.runner.rebuild(None if rebuild_view == "all" else rebuild_view)
-        applied = rt.runner.run_until_caught_up()
-        click.echo(f"{applied} events applied; views at position {rt.runner.position}")
+            kafka.rebuild(view)
+        if follow:
+            kafka.run(_stop_on_signals())
+        else:
+            kafka.catch_up()
+        click.echo(
+            f"{kafka.applied} events applied from {len(kafka.assigned)} partition(s) of group {settings.kafka_group}; "
+            f"{kafka.dead_lettered} dead-lettered"
+        )
+
+
+@main.command()
+@click.option("--follow", is_flag=True, help="Keep shipping new events until stopped (SIGTERM / Ctrl-C).")
+@click.pass_obj
+@_fail_cleanly
+def relay(settings: Settings, follow: bool) -> None:
+    """Ship the event store's log to Kafka, each event once, resuming from what Kafka already holds."""
+    with runtime(settings) as rt:
+        ensure_topics(settings)
+        shipper, close = open_relay(settings, rt.app)
+        rt.closers.append(close)
+        start = shipper.position
+        if follow:
+            shipper.run(_stop_on_signals())
+        shipper.ship_all()
+        click.echo(f"Kafka holds the log up to position {shipper.position} ({shipper.position - start} new)")
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so a following process finishes its batch and closes cleanly."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -184,7 +229,7 @@ def board(
     """The dispatcher's board: every case, its state, who is accountable, its deadline."""
     now = _parse_now(now_text)
     with runtime(settings) as rt:
-        rt.runner.run_until_caught_up()
+        rt.catch_up()
         if summary_only:
             summary = queries.summary(rt.views, now)
             if as_json:
@@ -223,7 +268,7 @@ def board(
 def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
     """One case: its state and its trace (痕迹), every step with who, when and why."""
     with runtime(settings) as rt:
-        rt.runner.run_until_caught_up()
+        rt.catch_up()
         row = queries.find_case(rt.views, case_id)
         steps = queries.timeline(rt.views, row.case_id)
         if as_json:
@@ -255,7 +300,7 @@ def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
 def queue(settings: Settings, worker: str, as_json: bool) -> None:
     """A worker's queue: the open cases assigned to them, soonest deadline first."""
     with runtime(settings) as rt:
-        rt.runner.run_until_caught_up()
+        rt.catch_up()
         rows = queries.queue(rt.views, worker)
         if as_json:
             click.echo(json.dumps([_plain(r) for r in rows], ensure_ascii=False))

@@ -9,9 +9,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-MODES = ("embedded",)
+MODES = ("embedded", "kafka")
+KAFKA_PROVISIONERS = ("local", "container", "external")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_RELAY_BATCH = 50_000
 
 
 class ConfigError(ValueError):
@@ -28,14 +30,37 @@ class Settings:
     log_level: str = "info"
     read_wait_seconds: float = 2.0
     projection_batch_size: int = 500
+    # Kafka (mode "kafka", the relay and `gridloop kafka`): see docs/kafka.md.
+    kafka_provisioner: str = "local"
+    """Where the broker comes from: local (Maven Central jars on this machine's Java), container
+    (testcontainers, where a Docker engine is reachable) or external (kafka_bootstrap)."""
+    kafka_bootstrap: str = ""
+    """host:port[,host:port] of an external cluster (kafka_provisioner = external)."""
+    kafka_version: str = "3.9.1"
+    kafka_cache_dir: Path = Path.home() / ".cache" / "gridloop" / "kafka"
+    """Where the broker's jars are kept between runs (outside the work tree)."""
+    kafka_topic_prefix: str = "gridloop"
+    kafka_partitions: int = 6
+    kafka_replication: int = 1
+    kafka_group: str = "gridloop-views"
+    """The consumer group of the projection workers (and the name of their dead-letter topic)."""
+    relay_transactional_id: str = "gridloop-relay"
+    """One id for every relay of an event store: a restarted relay fences its killed predecessor."""
+    relay_batch_size: int = 5000
 
     @property
     def event_store_path(self) -> Path:
         return self.data_dir / "events.sqlite"
 
     @property
+    def kafka_dir(self) -> Path:
+        """The local broker's data, logs and state file (kafka_provisioner = local)."""
+        return self.data_dir / "kafka"
+
+    @property
     def view_store_path(self) -> Path:
-        return self.data_dir / "views.sqlite"
+        """The views of this mode: views fed from Kafka never share a file with views fed from the store."""
+        return self.data_dir / ("views.sqlite" if self.mode == "embedded" else f"views-{self.mode}.sqlite")
 
     def event_store_env(self) -> dict[str, str]:
         """The eventsourcing library's environment for this store."""
@@ -84,6 +109,18 @@ def _validated(values: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"read_wait_seconds: {settings.read_wait_seconds}; allowed: more than 0, at most 60")
     if not 1 <= settings.projection_batch_size <= 100_000:
         raise ConfigError(f"projection_batch_size: {settings.projection_batch_size}; allowed: 1 to 100000")
+    if settings.kafka_provisioner not in KAFKA_PROVISIONERS:
+        raise ConfigError(
+            f"kafka_provisioner: {settings.kafka_provisioner!r}; allowed: {', '.join(KAFKA_PROVISIONERS)}"
+        )
+    if settings.kafka_provisioner == "external" and not settings.kafka_bootstrap:
+        raise ConfigError("kafka_bootstrap: needed when kafka_provisioner is external (host:port[,host:port])")
+    if not 1 <= settings.kafka_partitions <= 1000:
+        raise ConfigError(f"kafka_partitions: {settings.kafka_partitions}; allowed: 1 to 1000")
+    if not 1 <= settings.kafka_replication <= 10:
+        raise ConfigError(f"kafka_replication: {settings.kafka_replication}; allowed: 1 to 10")
+    if not 1 <= settings.relay_batch_size <= MAX_RELAY_BATCH:
+        raise ConfigError(f"relay_batch_size: {settings.relay_batch_size}; allowed: 1 to {MAX_RELAY_BATCH}")
     return settings
 
 

@@ -115,6 +115,13 @@ class CaseBoard(CaseFold, Projection):
             "INSERT INTO board_grid (code, community, street) VALUES (?, ?, ?)",
             (event.code, event.community, event.street),
         )
+        # Read from Kafka, grids and cases arrive on different topics in no agreed order: a case
+        # reported before its grid's Drawn was applied gets the grid's place now, so the board is
+        # the same whichever came first (on the embedded log the grid always comes first).
+        cursor.execute(
+            "UPDATE board_case SET community = ?, street = ? WHERE grid = ? AND community = ''",
+            (event.community, event.street, event.code),
+        )
 
     @process_event.register(event_class(WorkOrder, "Merged"))
     def _merged(self, event: Any, position: int, cursor: Cursor) -> None:

@@ -115,6 +115,12 @@ class ViewStore(SQLiteTrackingRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
+        # Aggregates whose records the Kafka runner dead-letters instead of applying out of order.
+        statements.append(
+            "CREATE TABLE IF NOT EXISTS held_aggregate (topic TEXT NOT NULL, partition INTEGER NOT NULL, "
+            "key TEXT NOT NULL, first_offset INTEGER NOT NULL, error TEXT NOT NULL, "
+            "PRIMARY KEY (topic, partition, key)) WITHOUT ROWID"
+        )
         for view in self.views.values():
             statements.extend(view.schema)
         return statements
