@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= var
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench clean system-deps kafka-jars
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(VENV)/.installed-run: pyproject.toml
@@ -19,8 +19,22 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-run
 	touch $@
 
 ## make run: simulate one day of Yuanqu into a fresh embedded store and print the board.
+## make run MODE=kafka: the same day through a local Kafka broker: relay, project from Kafka, board.
+MODE ?= embedded
+ifeq ($(MODE),kafka)
+run: $(VENV)/.installed-run kafka-jars
+	$(BIN)/gridloop --data-dir $(DATA) kafka down
+	rm -rf $(DATA)/kafka
+	$(BIN)/gridloop --data-dir $(DATA) kafka up
+	GRIDLOOP_MODE=kafka $(BIN)/gridloop --data-dir $(DATA) simulate --preset yuanqu --days 1 --fresh
+	GRIDLOOP_MODE=kafka $(BIN)/gridloop --data-dir $(DATA) relay
+	GRIDLOOP_MODE=kafka $(BIN)/gridloop --data-dir $(DATA) project --rebuild all
+	GRIDLOOP_MODE=kafka $(BIN)/gridloop --data-dir $(DATA) board --summary --now 2099-01-01T00:00+08:00
+	@echo "broker left running: $(BIN)/gridloop --data-dir $(DATA) kafka status | down"
+else
 run: $(VENV)/.installed-run
 	$(BIN)/gridloop --data-dir $(DATA) simulate --preset yuanqu --days 1 --fresh
+endif
 
 ## make test: lint, type-check and run the whole suite.
 test: lint typecheck unit
@@ -31,8 +45,22 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-dev
+unit: $(VENV)/.installed-dev system-deps kafka-jars
 	$(BIN)/pytest -q
+
+# What the integration tests run on besides Python: Java and Maven for the local Kafka broker, kcat to look at it.
+SYSTEM_DEPS := java:default-jre-headless mvn:maven kcat:kcat
+system-deps:
+	@for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null && continue; \
+	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get install -y -q $${dep#*:} || { $$sudo apt-get update -q && $$sudo apt-get install -y -q $${dep#*:}; } \
+	    || { echo "make: $${dep%%:*} is missing: install Debian's $${dep#*:}" >&2; exit 1; }; \
+	done
+
+# The local broker's jars from Maven Central, cached in ~/.cache/gridloop/kafka (fetched once).
+kafka-jars: $(VENV)/.installed-run system-deps
+	$(BIN)/gridloop kafka fetch
 
 ## make bench: each path against the raw library doing the same work (see docs/benchmarks.md).
 bench: $(VENV)/.installed-run

@@ -99,6 +99,11 @@ def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     return {"bootstrap_servers": bootstrap.split(","), "client_id": "gridloop", **extra}
 
 
+RELAY_BATCHING: Mapping[str, int] = {"linger_ms": 5, "batch_size": 512 * 1024, "max_request_size": 8 * 1024 * 1024}
+"""The relay producer's batching: a relay batch is sent whole and committed at once, so large record
+batches and a short linger (the benchmark's raw-producer baselines use the same)."""
+
+
 class TransactionalWriter:
     """kafka-python's idempotent producer (acks=all) in transactions: a relay batch lands whole or not at all.
 
@@ -114,10 +119,7 @@ class TransactionalWriter:
                 transactional_id=transactional_id,
                 enable_idempotence=True,
                 acks="all",
-                # Batches are sent whole and committed at once: large record batches, short linger.
-                linger_ms=5,
-                batch_size=512 * 1024,
-                max_request_size=8 * 1024 * 1024,
+                **RELAY_BATCHING,
                 **config,
             )
         )

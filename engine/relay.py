@@ -13,6 +13,7 @@ import structlog
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
 from engine import codec
+from engine.errors import GridloopError
 from engine.kafka import (
     EVENT_TYPE,
     FINGERPRINT,
@@ -29,8 +30,12 @@ from engine.kafka import (
 
 log = structlog.get_logger()
 
-TailReader = Callable[[Sequence[str]], int]
-"""Reads Kafka back: the highest global position already committed on the given topics (0 if none)."""
+TailReader = Callable[[Sequence[str]], Record | None]
+"""Reads Kafka back: the committed record with the highest global position on the given topics (None if none)."""
+
+
+class LogMismatch(GridloopError):
+    """The topics hold a log that is not this store's: resuming would skip or misplace events."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ class Relay:
         self._writer = writer
         self._topics = topics
         self._batch_size = batch_size
-        self._position = read_tail(topics.event_topics)
+        self._position = self._check(read_tail(topics.event_topics))
         log.info("relay_resumed", position=self._position, topics=list(topics.event_topics))
 
     @property
@@ -149,6 +154,26 @@ class Relay:
             position=notification.id,
         )
 
+    def _check(self, tail: Record | None) -> int:
+        """The position to resume after, once the tail on Kafka is shown to be this store's own event."""
+        if tail is None:
+            return 0
+        position = position_of(tail)
+        stored = self._recorder.select_notifications(start=position, limit=1)
+        if not stored or stored[0].id != position:
+            raise LogMismatch(
+                f"Kafka holds position {position} on {tail.origin}, but this store has no event there "
+                f"(it ends at {self._recorder.max_notification_id() or 0}): the topics belong to another store; "
+                "use other topics (kafka_topic_prefix) or an empty broker"
+            )
+        ours = self.shipment(stored[0])
+        if (ours.key, ours.topic, ours.value) != (tail.key, tail.topic, tail.value):
+            raise LogMismatch(
+                f"the record at position {position} on Kafka ({tail.origin}, key {tail.key!r}) is not this store's "
+                f"event at that position (key {ours.key!r} on {ours.topic}): the topics belong to another store"
+            )
+        return position
+
     def _abort_quietly(self) -> None:
         try:
             self._writer.abort()
@@ -159,8 +184,8 @@ class Relay:
 def committed_position(consumer: Any) -> TailReader:
     """A TailReader over a read-committed consumer: the highest position header in any partition's tail."""
 
-    def read(topics: Sequence[str]) -> int:
+    def read(topics: Sequence[str]) -> Record | None:
         tails = read_tails(consumer, topics, wanted=lambda record: POSITION in record.headers)
-        return max((position_of(record) for record in tails.values() if record is not None), default=0)
+        return max((record for record in tails.values() if record is not None), key=position_of, default=None)
 
     return read

@@ -24,10 +24,19 @@ from rich.table import Table
 from engine.clock import Clock, ManualClock, SystemClock
 from engine.commands import COMMANDS
 from engine.errors import GridloopError
+from engine.kafka import DEAD_ERROR, DEAD_OFFSET, DEAD_PARTITION, DEAD_TOPIC, EVENT_TYPE
 from engine.parsing import command_fields, parse_command
 from ops.config import ConfigError, Settings, load_settings
 from ops.logs import configure_logging
-from ops.runtime import Runtime, ensure_topics, open_kafka_runner, open_relay, open_runtime
+from ops.runtime import (
+    Runtime,
+    dead_letters,
+    ensure_topics,
+    open_kafka_runner,
+    open_relay,
+    open_runtime,
+    topics,
+)
 from projections import queries
 
 P = ParamSpec("P")
@@ -193,6 +202,37 @@ def relay(settings: Settings, follow: bool) -> None:
         click.echo(f"Kafka holds the log up to position {shipper.position} ({shipper.position - start} new)")
 
 
+@main.command(name="deadletters")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@_fail_cleanly
+def dead_letter_list(settings: Settings, limit: int, as_json: bool) -> None:
+    """Records the projection workers could not apply (mode kafka): origin, event type, error; and held aggregates."""
+    records = dead_letters(settings, limit)
+    with runtime(settings) as rt:
+        held = queries.held_aggregates(rt.views)
+    letters = [
+        {
+            "origin": f"{r.header(DEAD_TOPIC)}[{r.header(DEAD_PARTITION)}]@{r.header(DEAD_OFFSET)}",
+            "key": (r.key or b"").decode("utf-8", "replace"),
+            "event_type": r.header(EVENT_TYPE),
+            "error": r.header(DEAD_ERROR),
+        }
+        for r in records
+    ]
+    if as_json:
+        click.echo(json.dumps({"dead_letters": letters, "held": held}, ensure_ascii=False))
+        return
+    table = Table("origin", "key", "event type", "error", title=topics(settings).dead_letters(settings.kafka_group))
+    for letter in letters:
+        table.add_row(letter["origin"], letter["key"], letter["event_type"], letter["error"])
+    out.print(table)
+    out.print(f"{len(letters)} dead letter(s) shown (limit {limit}); {len(held)} aggregate(s) held")
+    for h in held:
+        out.print(f"held: {h['key']} on {h['topic']}[{h['partition']}] since offset {h['first_offset']}: {h['error']}")
+
+
 def _stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT, so a following process finishes its batch and closes cleanly."""
     stop = threading.Event()
@@ -310,6 +350,58 @@ def queue(settings: Settings, worker: str, as_json: bool) -> None:
             table.add_row(str(r.case_id)[:8], r.status, r.category, r.grid, _local(r.deadline))
         out.print(table)
         out.print(f"{len(rows)} open case(s) for {worker}")
+
+
+# -- the Kafka broker ---------------------------------------------------------------------
+
+
+@main.group()
+def kafka() -> None:
+    """The Kafka broker of the log (kafka_provisioner: local, container or external)."""
+
+
+@kafka.command(name="up")
+@click.pass_obj
+@_fail_cleanly
+def kafka_up(settings: Settings) -> None:
+    """Start the broker unless it runs; print its bootstrap address."""
+    from ops.kafka_broker import provisioner
+
+    click.echo(provisioner(settings).up().bootstrap)
+
+
+@kafka.command(name="down")
+@click.pass_obj
+@_fail_cleanly
+def kafka_down(settings: Settings) -> None:
+    """Stop the broker (an external cluster is left alone)."""
+    from ops.kafka_broker import provisioner
+
+    provisioner(settings).down()
+
+
+@kafka.command(name="status")
+@click.pass_obj
+@_fail_cleanly
+def kafka_status(settings: Settings) -> None:
+    """Print the broker's bootstrap address; exit status 1 if it is not up."""
+    from ops.kafka_broker import provisioner
+
+    broker = provisioner(settings).status()
+    if broker is None:
+        click.echo(f"no Kafka broker is up ({settings.kafka_provisioner} provisioner)", err=True)
+        sys.exit(1)
+    click.echo(broker.bootstrap)
+
+
+@kafka.command(name="fetch")
+@click.pass_obj
+@_fail_cleanly
+def kafka_fetch(settings: Settings) -> None:
+    """Fetch the local broker's jars from Maven Central into kafka_cache_dir (once; later runs reuse them)."""
+    from ops.kafka_broker import fetch_jars
+
+    click.echo(fetch_jars(settings))
 
 
 # -- formatting ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -14,6 +15,7 @@ KAFKA_PROVISIONERS = ("local", "container", "external")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_RELAY_BATCH = 50_000
+HOST_PORT = r"[^\s,]+:\d{1,5}"
 
 
 class ConfigError(ValueError):
@@ -44,6 +46,8 @@ class Settings:
     kafka_replication: int = 1
     kafka_group: str = "gridloop-views"
     """The consumer group of the projection workers (and the name of their dead-letter topic)."""
+    kafka_session_timeout_ms: int = 10_000
+    """How long a projection worker may be silent before the group gives its partitions to another."""
     relay_transactional_id: str = "gridloop-relay"
     """One id for every relay of an event store: a restarted relay fences its killed predecessor."""
     relay_batch_size: int = 5000
@@ -115,8 +119,17 @@ def _validated(values: Mapping[str, Any]) -> Settings:
         )
     if settings.kafka_provisioner == "external" and not settings.kafka_bootstrap:
         raise ConfigError("kafka_bootstrap: needed when kafka_provisioner is external (host:port[,host:port])")
+    if settings.kafka_bootstrap and not all(re.fullmatch(HOST_PORT, a) for a in settings.kafka_bootstrap.split(",")):
+        raise ConfigError(f"kafka_bootstrap: {settings.kafka_bootstrap!r}; allowed: host:port[,host:port]")
+    if not re.fullmatch(r"\d+\.\d+\.\d+", settings.kafka_version):
+        raise ConfigError(f"kafka_version: {settings.kafka_version!r}; allowed: an Apache Kafka release, such as 3.9.1")
     if not 1 <= settings.kafka_partitions <= 1000:
         raise ConfigError(f"kafka_partitions: {settings.kafka_partitions}; allowed: 1 to 1000")
+    if not 6_000 <= settings.kafka_session_timeout_ms <= 300_000:
+        raise ConfigError(
+            f"kafka_session_timeout_ms: {settings.kafka_session_timeout_ms}; allowed: 6000 to 300000 "
+            "(the broker's default group.min/max.session.timeout.ms)"
+        )
     if not 1 <= settings.kafka_replication <= 10:
         raise ConfigError(f"kafka_replication: {settings.kafka_replication}; allowed: 1 to 10")
     if not 1 <= settings.relay_batch_size <= MAX_RELAY_BATCH:

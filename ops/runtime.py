@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from engine.application import Gridloop
 from engine.clock import Clock
-from engine.kafka import PlainWriter, Topics, TransactionalWriter, read_committed_consumer
+from engine.kafka import PlainWriter, Record, Topics, TransactionalWriter, read_committed_consumer, to_record
 from engine.relay import Relay, committed_position
 from ops.config import Settings
 from projections.kafka_runner import KafkaRunner
@@ -102,7 +102,11 @@ def open_kafka_runner(settings: Settings, rt: Runtime) -> KafkaRunner:
     """A projection worker of the configured consumer group, folding the relay's topics into ``rt``'s views."""
     bootstrap = kafka_bootstrap(settings)
     consumer = read_committed_consumer(
-        bootstrap, group_id=settings.kafka_group, max_poll_records=settings.projection_batch_size
+        bootstrap,
+        group_id=settings.kafka_group,
+        max_poll_records=settings.projection_batch_size,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_session_timeout_ms // 4,
     )
     dead_letters = PlainWriter(bootstrap)
     rt.closers.append(dead_letters.close)
@@ -115,3 +119,26 @@ def open_kafka_runner(settings: Settings, rt: Runtime) -> KafkaRunner:
         settings.kafka_group,
         dead_letters.send_now,
     )
+
+
+def dead_letters(settings: Settings, limit: int = 1000) -> list[Record]:
+    """The first ``limit`` records on the configured group's dead-letter topic (read-committed, no group)."""
+    from kafka import TopicPartition
+
+    consumer = read_committed_consumer(kafka_bootstrap(settings))
+    try:
+        topic = topics(settings).dead_letters(settings.kafka_group)
+        found = consumer.partitions_for_topic(topic) or set()
+        partitions = [TopicPartition(topic, p) for p in sorted(found)]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        records: list[Record] = []
+        while len(records) < limit and any(consumer.position(tp) < ends[tp] for tp in partitions):
+            for messages in consumer.poll(timeout_ms=500).values():
+                records.extend(to_record(m) for m in messages)
+        return records[:limit]
+    finally:
+        consumer.close()

@@ -41,6 +41,10 @@ HELD_BEHIND = "dlq_held_behind"
 """Header of a record dead-lettered only because an earlier record of its aggregate was."""
 
 
+class _NeedsCare(Exception):
+    """The batch must be applied record by record (it holds a record for the dead-letter topic)."""
+
+
 class PoisonRecord(Exception):
     """A record a projection cannot take: undecodable, without a position, or failing every attempt."""
 
@@ -107,6 +111,11 @@ class KafkaRunner:
         self.applied = 0
         self.dead_lettered = 0
         consumer.subscribe(self.topics, listener=_Listener(self))
+        # The group's first assignment must see every partition of these topics. A worker that joins before
+        # its metadata names them is given nothing, and rejoins when the metadata arrives; kafka-python 3.0.12
+        # drops such a rejoin if a poll times out as it completes, and the worker then holds no partition
+        # for good. Fetching the metadata now, once subscribed, makes the first join the only one.
+        consumer.topics()
 
     @property
     def assigned(self) -> frozenset[TopicPartition]:
@@ -191,6 +200,7 @@ class KafkaRunner:
             # have committed a batch since, and what it applied must not be applied again.
             names = self.tracking_names(partitions)
             positions = self._store.positions(names, cursor)
+            read_from = dict(positions)
             held = self._held(cursor, partitions)
             for record in records:
                 due = [
@@ -202,6 +212,10 @@ class KafkaRunner:
                     continue
                 aggregate = (record.topic, record.partition, record.key or b"")
                 if record.key is not None and aggregate in held:
+                    if not careful:
+                        # Dead letters are sent from the careful pass only, which is never redone: a
+                        # fast batch that sent one and then failed would send it twice.
+                        raise _NeedsCare(f"{record.origin} belongs to a held aggregate")
                     self._send_dead(
                         record,
                         f"held: an earlier record of this aggregate is dead-lettered ({held[aggregate]})",
@@ -209,10 +223,10 @@ class KafkaRunner:
                         behind=held[aggregate],
                     )
                 elif careful:
-                    error = self._apply_carefully(record, due, cursor)
+                    error, attempts = self._apply_carefully(record, due, cursor)
                     applied += error is None
                     if error is not None:
-                        self._send_dead(record, error, attempts=self._attempts)
+                        self._send_dead(record, error, attempts=attempts)
                         if record.key is not None:
                             held[aggregate] = record.origin
                             self._hold(cursor, record, error)
@@ -220,8 +234,11 @@ class KafkaRunner:
                     applied += self._apply_one(record, due, cursor)
                 for projection in due:
                     positions[tracking_name(projection, record.topic, record.partition)] = record.offset + 1
+            # Only the views that moved: the store refuses a tracking position that does not advance, and a
+            # view read here already (a rebuild of another view, a partition re-read after a rebalance) did not.
             for name in names:
-                self._store.track(cursor, name, positions[name])
+                if positions[name] != read_from[name]:
+                    self._store.track(cursor, name, positions[name])
         return applied
 
     def _apply_one(self, record: Record, due: Sequence[str], cursor: Cursor) -> int:
@@ -232,9 +249,10 @@ class KafkaRunner:
                 process_event(decoded.event, decoded.position, cursor)
         return 1 if decoded.routes else 0
 
-    def _apply_carefully(self, record: Record, due: Sequence[str], cursor: Cursor) -> str | None:
-        """Apply one record in a savepoint, up to ``attempts`` times; returns the last error, or None."""
+    def _apply_carefully(self, record: Record, due: Sequence[str], cursor: Cursor) -> tuple[str | None, int]:
+        """Apply one record in a savepoint, up to ``attempts`` times; returns (last error or None, attempts)."""
         error = ""
+        attempt = 0
         for attempt in range(1, self._attempts + 1):
             cursor.execute("SAVEPOINT record")
             try:
@@ -245,11 +263,11 @@ class KafkaRunner:
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning("record_failed", origin=record.origin, attempt=attempt, error=error)
                 if isinstance(exc, PoisonRecord):
-                    return error  # bytes do not change between attempts
+                    return error, attempt  # bytes do not change between attempts
                 continue
             cursor.execute("RELEASE record")
-            return None
-        return error
+            return None, attempt
+        return error, attempt
 
     def _decode(self, record: Record) -> _Decoded:
         if record.value is None:

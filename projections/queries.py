@@ -324,3 +324,10 @@ def view_checksum(store: ViewStore, name: str) -> str:
         for row in rows:
             digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
+
+
+def held_aggregates(store: ViewStore) -> list[dict[str, Any]]:
+    """Aggregates the Kafka runner holds back (an earlier record of theirs is dead-lettered), oldest first."""
+    with store.reading() as cursor:
+        cursor.execute("SELECT topic, partition, key, first_offset, error FROM held_aggregate ORDER BY 1, 2, 4")
+        return [dict(zip(row.keys(), tuple(row), strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,187 @@
+"""The relay's logic over an in-memory log that keeps Kafka's transaction rules (the real broker: tests/integration)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine import codec
+from engine.application import Gridloop
+from engine.clock import ManualClock
+from engine.kafka import (
+    EVENT_TYPE,
+    FINGERPRINT,
+    OCCURRED_AT,
+    POSITION,
+    RECORDED_AT,
+    Headers,
+    Record,
+    Topics,
+    partition_of,
+)
+from engine.parsing import parse_command
+from engine.relay import LogMismatch, Relay, position_of
+from ops.sample import GRID, set_up_district
+
+PARTITIONS = 3
+
+
+class TransactionalLog:
+    """Kafka as the relay sees it: topics of partitions, records visible only once their transaction commits."""
+
+    def __init__(self, topics: Topics, fail_commit_after: int | None = None) -> None:
+        self.committed: dict[tuple[str, int], list[tuple[bytes, bytes, dict[str, bytes]]]] = {
+            (topic, p): [] for topic in topics.event_topics for p in range(PARTITIONS)
+        }
+        self._open: list[tuple[str, int, bytes, bytes, dict[str, bytes]]] | None = None
+        self.commits = 0
+        self.aborts = 0
+        self._fail_commit_after = fail_commit_after
+
+    def partitions(self, topic: str) -> int:
+        return PARTITIONS
+
+    def begin(self) -> None:
+        assert self._open is None, "a transaction is already open"
+        self._open = []
+
+    def send(self, topic: str, partition: int, key: bytes, value: bytes, headers: Headers) -> None:
+        assert self._open is not None, "send outside a transaction"
+        self._open.append((topic, partition, key, value, dict(headers)))
+
+    def commit(self) -> None:
+        assert self._open is not None
+        if self._fail_commit_after is not None and self.commits >= self._fail_commit_after:
+            raise ConnectionError("broker went away during commit")
+        for topic, partition, key, value, headers in self._open:
+            self.committed[(topic, partition)].append((key, value, headers))
+        self._open = None
+        self.commits += 1
+
+    def abort(self) -> None:
+        self._open = None
+        self.aborts += 1
+
+    def close(self) -> None:
+        pass
+
+    def read_tail(self, topics: Sequence[str]) -> Record | None:
+        tails = [
+            Record(topic, partition, len(records) - 1, *records[-1])
+            for (topic, partition), records in self.committed.items()
+            if topic in topics and records
+        ]
+        return max(tails, key=position_of, default=None)
+
+    def positions(self) -> list[int]:
+        return sorted(int(h[POSITION]) for records in self.committed.values() for _, _, h in records)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Gridloop:
+    clock = ManualClock(datetime(2026, 11, 23, 1, 0, tzinfo=UTC))
+    app = Gridloop(
+        {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "events.sqlite")}, clock=clock
+    )
+    set_up_district(app)
+    return app
+
+
+def relay_over(app: Gridloop, log: TransactionalLog, batch_size: int = 3) -> Relay:
+    return Relay(app.recorder, app.mapper, log, log.read_tail, Topics("t"), batch_size=batch_size)
+
+
+def test_every_stored_event_is_shipped_once_in_log_order(app: Gridloop) -> None:
+    log = TransactionalLog(Topics("t"))
+    shipped = relay_over(app, log).ship_all()
+    stored = app.recorder.max_notification_id()
+    assert shipped == stored
+    assert log.positions() == list(range(1, stored + 1))
+    for records in log.committed.values():
+        positions = [int(h[POSITION]) for _, _, h in records]
+        assert positions == sorted(positions)
+
+
+def test_a_restarted_relay_resumes_from_what_kafka_holds_and_ships_only_the_new(app: Gridloop) -> None:
+    log = TransactionalLog(Topics("t"))
+    relay_over(app, log).ship_all()
+    assert relay_over(app, log).ship_all() == 0
+    for n in range(4):
+        app.execute(parse_command("report", {
+            "command_id": f"r{n}", "actor": "resident:1", "source": "hotline", "category": "E0101",
+            "grid": GRID, "description": "垃圾堆放",
+        }))  # fmt: skip
+    before = len(log.positions())
+    relay = relay_over(app, log)
+    assert relay.position == before
+    relay.ship_all()
+    assert log.positions() == list(range(1, (app.recorder.max_notification_id() or 0) + 1))
+
+
+def test_a_failed_commit_leaves_the_position_and_the_batch_is_sent_again_whole(app: Gridloop) -> None:
+    log = TransactionalLog(Topics("t"), fail_commit_after=1)
+    relay = relay_over(app, log)
+    relay.ship_batch()
+    with pytest.raises(ConnectionError):
+        relay.ship_batch()
+    assert relay.position == 3
+    assert log.aborts == 1
+    assert log.positions() == [1, 2, 3]
+    log._fail_commit_after = None
+    relay.ship_all()
+    assert log.positions() == list(range(1, (app.recorder.max_notification_id() or 0) + 1))
+
+
+def test_records_are_keyed_and_partitioned_by_aggregate_with_legible_headers(app: Gridloop) -> None:
+    log = TransactionalLog(Topics("t"))
+    relay_over(app, log).ship_all()
+    seen = 0
+    for (topic, partition), records in log.committed.items():
+        for key, value, headers in records:
+            event = codec.decode(value)
+            assert key == str(event.originator_id).encode()
+            assert partition == partition_of(key, PARTITIONS)
+            folder, name = codec.event_type(event)
+            assert topic == f"t.{folder}"
+            assert headers[EVENT_TYPE] == f"{folder}.{name}".encode()
+            assert headers[FINGERPRINT] == codec.fingerprint_of(event).hex().encode()
+            assert datetime.fromisoformat(headers[RECORDED_AT].decode()) == event.timestamp
+            assert datetime.fromisoformat(headers[OCCURRED_AT].decode()) == getattr(
+                event, "occurred_at", event.timestamp
+            )
+            seen += 1
+    assert seen == app.recorder.max_notification_id()
+
+
+def test_per_aggregate_versions_increase_on_every_partition(app: Gridloop) -> None:
+    log = TransactionalLog(Topics("t"))
+    relay_over(app, log, batch_size=2).ship_all()
+    last: dict[bytes, int] = {}
+    for records in log.committed.values():
+        for key, value, _ in records:
+            version = codec.decode(value).originator_version
+            assert version > last.get(key, 0)
+            last[key] = version
+
+
+def test_a_batch_size_below_one_is_refused(app: Gridloop) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        relay_over(app, TransactionalLog(Topics("t")), batch_size=0)
+
+
+def test_topics_holding_another_stores_log_are_refused(app: Gridloop, tmp_path: Path) -> None:
+    log = TransactionalLog(Topics("t"))
+    relay_over(app, log).ship_all()
+    other = Gridloop(
+        {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "other.sqlite")},
+        clock=ManualClock(datetime(2026, 11, 23, 1, 0, tzinfo=UTC)),
+    )
+    with pytest.raises(LogMismatch, match="no event there"):
+        relay_over(other, log)  # an empty store: Kafka is ahead of it
+    set_up_district(other, prefix="elsewhere")  # as many events, other command ids: other receipts
+    assert other.recorder.max_notification_id() == app.recorder.max_notification_id()
+    with pytest.raises(LogMismatch, match="another store"):
+        relay_over(other, log)
