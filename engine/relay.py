@@ -34,6 +34,10 @@ TailReader = Callable[[Sequence[str]], Record | None]
 """Reads Kafka back: the committed record with the highest global position on the given topics (None if none)."""
 
 
+class RelayStopped(GridloopError):
+    """A relay whose batch failed ships no more: only Kafka knows whether that batch was committed."""
+
+
 class LogMismatch(GridloopError):
     """The topics hold a log that is not this store's: resuming would skip or misplace events."""
 
@@ -87,6 +91,7 @@ class Relay:
         self._writer = writer
         self._topics = topics
         self._batch_size = batch_size
+        self._failed: str | None = None
         self._position = self._check(read_tail(topics.event_topics))
         log.info("relay_resumed", position=self._position, topics=list(topics.event_topics))
 
@@ -97,6 +102,11 @@ class Relay:
 
     def ship_batch(self) -> int:
         """Ship the next batch of notifications in one transaction; returns how many were shipped."""
+        if self._failed is not None:
+            raise RelayStopped(
+                f"this relay stopped after a failed batch ({self._failed}); start a new one, which resumes "
+                "from what Kafka committed"
+            )
         notifications = self._recorder.select_notifications(start=self._position + 1, limit=self._batch_size)
         if not notifications:
             return 0
@@ -106,8 +116,10 @@ class Relay:
             for s in shipments:
                 self._writer.send(s.topic, s.partition, s.key, s.value, s.headers)
             self._writer.commit()
-        except BaseException:
-            # A failed commit leaves the position where it was: the batch is sent again, whole.
+        except BaseException as exc:
+            # Whether a failed commit took effect is unknown here (a timeout may follow a commit the broker
+            # completed), so this relay ships nothing more: a new one reads back what Kafka committed.
+            self._failed = f"{type(exc).__name__}: {exc}"
             self._abort_quietly()
             raise
         self._position = notifications[-1].id

@@ -23,7 +23,7 @@ from engine.kafka import (
     partition_of,
 )
 from engine.parsing import parse_command
-from engine.relay import LogMismatch, Relay, position_of
+from engine.relay import LogMismatch, Relay, RelayStopped, position_of
 from ops.sample import GRID, set_up_district
 
 PARTITIONS = 3
@@ -121,7 +121,7 @@ def test_a_restarted_relay_resumes_from_what_kafka_holds_and_ships_only_the_new(
     assert log.positions() == list(range(1, (app.recorder.max_notification_id() or 0) + 1))
 
 
-def test_a_failed_commit_leaves_the_position_and_the_batch_is_sent_again_whole(app: Gridloop) -> None:
+def test_after_a_failed_commit_the_relay_stops_and_a_new_one_sends_the_batch_again_whole(app: Gridloop) -> None:
     log = TransactionalLog(Topics("t"), fail_commit_after=1)
     relay = relay_over(app, log)
     relay.ship_batch()
@@ -130,8 +130,10 @@ def test_a_failed_commit_leaves_the_position_and_the_batch_is_sent_again_whole(a
     assert relay.position == 3
     assert log.aborts == 1
     assert log.positions() == [1, 2, 3]
+    with pytest.raises(RelayStopped, match="failed batch"):
+        relay.ship_batch()  # it cannot know whether the broker committed: it must not guess
     log._fail_commit_after = None
-    relay.ship_all()
+    relay_over(app, log).ship_all()
     assert log.positions() == list(range(1, (app.recorder.max_notification_id() or 0) + 1))
 
 
