@@ -11,6 +11,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
 from engine.codec import AGGREGATES
+from engine.errors import GridloopError
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -104,6 +105,10 @@ RELAY_BATCHING: Mapping[str, int] = {"linger_ms": 5, "batch_size": 512 * 1024, "
 batches and a short linger (the benchmark's raw-producer baselines use the same)."""
 
 
+class UnsentRecords(GridloopError):
+    """Records of a batch the broker did not acknowledge: the batch must not be committed."""
+
+
 class TransactionalWriter:
     """kafka-python's idempotent producer (acks=all) in transactions: a relay batch lands whole or not at all.
 
@@ -125,6 +130,7 @@ class TransactionalWriter:
         )
         self._producer.init_transactions()
         self._partitions: dict[str, int] = {}
+        self._sent: list[Any] = []
 
     def partitions(self, topic: str) -> int:
         count = self._partitions.get(topic)
@@ -139,12 +145,24 @@ class TransactionalWriter:
         self._producer.begin_transaction()
 
     def send(self, topic: str, partition: int, key: bytes, value: bytes, headers: Headers) -> None:
-        self._producer.send(topic, value=value, key=key, partition=partition, headers=list(headers))
+        self._sent.append(self._producer.send(topic, value=value, key=key, partition=partition, headers=list(headers)))
 
     def commit(self) -> None:
+        """Commit the batch once every record of it is acknowledged; raise, committing nothing, if any failed.
+
+        kafka-python counts an expired record batch (the broker gone past ``delivery_timeout_ms``) as
+        retriable and goes on: a commit right away would end the transaction without those records.
+        """
+        sent, self._sent = self._sent, []
+        self._producer.flush()
+        failed = [future for future in sent if not future.succeeded()]
+        if failed:
+            first = failed[0].exception
+            raise UnsentRecords(f"{len(failed)} of {len(sent)} records were not acknowledged: {first!r}")
         self._producer.commit_transaction()
 
     def abort(self) -> None:
+        self._sent = []
         self._producer.abort_transaction()
 
     def close(self) -> None:

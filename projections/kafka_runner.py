@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.utils import get_topic, resolve_topic
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -39,6 +41,15 @@ DeadLetterSink = Callable[[str, bytes | None, bytes | None, Sequence[tuple[str, 
 
 HELD_BEHIND = "dlq_held_behind"
 """Header of a record dead-lettered only because an earlier record of its aggregate was."""
+
+
+TRANSIENT = (sqlite3.OperationalError, OperationalError, InterfaceError)
+"""Errors of the view store, not of a record (locked, disk full, gone): never a reason to dead-letter."""
+
+
+def _key_text(key: bytes | None) -> str:
+    """A record key as the held-aggregate table keeps it (lossy for non-UTF-8 keys: holds more, never less)."""
+    return (key or b"").decode("utf-8", "replace")
 
 
 class _NeedsCare(Exception):
@@ -122,10 +133,18 @@ class KafkaRunner:
         """The partitions the group has given this worker."""
         return frozenset(self._assigned)
 
-    def run(self, stop: threading.Event, poll_timeout: float = 0.2) -> None:
-        """Consume until ``stop`` is set."""
+    def run(self, stop: threading.Event, poll_timeout: float = 0.2, backoff: float = 1.0) -> None:
+        """Consume until ``stop`` is set; a view-store error (locked, full) is waited out, the batch read again."""
+        pause = backoff
         while not stop.is_set():
-            self.poll_once(poll_timeout)
+            try:
+                self.poll_once(poll_timeout)
+            except TRANSIENT as exc:
+                log.warning("view_store_unavailable", error=f"{type(exc).__name__}: {exc}", retry_in=pause)
+                stop.wait(pause)
+                pause = min(pause * 2, 30.0)
+            else:
+                pause = backoff
 
     def poll_once(self, timeout: float = 0.2) -> int:
         """Poll one batch and fold it into the views in one transaction; returns how many records it read."""
@@ -134,12 +153,20 @@ class KafkaRunner:
         if not records:
             return 0
         try:
-            self.applied += self._apply(records, careful=False)
-        except Exception as exc:
-            # Something in the batch fails: redo it record by record, each in a savepoint, so the
-            # good records land and the bad ones are tried again, then dead-lettered.
-            log.warning("projection_batch_failed", error=f"{type(exc).__name__}: {exc}", records=len(records))
-            self.applied += self._apply(records, careful=True)
+            try:
+                self.applied += self._apply(records, careful=False)
+            except TRANSIENT:
+                raise
+            except Exception as exc:
+                # Something in the batch fails: redo it record by record, each in a savepoint, so the
+                # good records land and the bad ones are tried again, then dead-lettered.
+                log.warning("projection_batch_failed", error=f"{type(exc).__name__}: {exc}", records=len(records))
+                self.applied += self._apply(records, careful=True)
+        except BaseException:
+            # Nothing of the batch committed, but the consumer has moved past it: put it back, so a
+            # caller that polls again reads the batch again instead of skipping it.
+            self._rewind(records)
+            raise
         self._consumer.commit_async(
             {TopicPartition(r.topic, r.partition): OffsetAndMetadata(r.offset + 1, "", -1) for r in records}
         )
@@ -210,7 +237,7 @@ class KafkaRunner:
                 ]
                 if not due:
                     continue
-                aggregate = (record.topic, record.partition, record.key or b"")
+                aggregate = (record.topic, record.partition, _key_text(record.key))
                 if record.key is not None and aggregate in held:
                     if not careful:
                         # Dead letters are sent from the careful pass only, which is never redone: a
@@ -260,6 +287,8 @@ class KafkaRunner:
             except Exception as exc:
                 cursor.execute("ROLLBACK TO record")
                 cursor.execute("RELEASE record")
+                if isinstance(exc, TRANSIENT):
+                    raise  # the store's trouble, not the record's: the batch fails, nothing is held
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning("record_failed", origin=record.origin, attempt=attempt, error=error)
                 if isinstance(exc, PoisonRecord):
@@ -312,23 +341,32 @@ class KafkaRunner:
             dead_letter_topic=self._dead_topic,
         )
 
-    def _held(self, cursor: Cursor, partitions: Iterable[TopicPartition]) -> dict[tuple[str, int, bytes], str]:
-        held: dict[tuple[str, int, bytes], str] = {}
+    def _held(self, cursor: Cursor, partitions: Iterable[TopicPartition]) -> dict[tuple[str, int, str], str]:
+        held: dict[tuple[str, int, str], str] = {}
         for tp in partitions:
             cursor.execute(
                 "SELECT key, first_offset FROM held_aggregate WHERE topic = ? AND partition = ?",
                 (tp.topic, tp.partition),
             )
             for key, first in cursor.fetchall():
-                held[(tp.topic, tp.partition, key.encode())] = f"{tp.topic}[{tp.partition}]@{first}"
+                held[(tp.topic, tp.partition, key)] = f"{tp.topic}[{tp.partition}]@{first}"
         return held
 
     def _hold(self, cursor: Cursor, record: Record, error: str) -> None:
         assert record.key is not None
         cursor.execute(
             "INSERT OR IGNORE INTO held_aggregate (topic, partition, key, first_offset, error) VALUES (?, ?, ?, ?, ?)",
-            (record.topic, record.partition, record.key.decode("utf-8", "replace"), record.offset, error),
+            (record.topic, record.partition, _key_text(record.key), record.offset, error),
         )
+
+    def _rewind(self, records: Sequence[Record]) -> None:
+        first: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        for tp, offset in first.items():
+            if tp in self._assigned:
+                self._consumer.seek(tp, offset)
 
     def _assign(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)

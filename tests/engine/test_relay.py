@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,67 +16,13 @@ from engine.kafka import (
     OCCURRED_AT,
     POSITION,
     RECORDED_AT,
-    Headers,
-    Record,
     Topics,
     partition_of,
 )
 from engine.parsing import parse_command
-from engine.relay import LogMismatch, Relay, RelayStopped, position_of
+from engine.relay import LogMismatch, Relay, RelayStopped
 from ops.sample import GRID, set_up_district
-
-PARTITIONS = 3
-
-
-class TransactionalLog:
-    """Kafka as the relay sees it: topics of partitions, records visible only once their transaction commits."""
-
-    def __init__(self, topics: Topics, fail_commit_after: int | None = None) -> None:
-        self.committed: dict[tuple[str, int], list[tuple[bytes, bytes, dict[str, bytes]]]] = {
-            (topic, p): [] for topic in topics.event_topics for p in range(PARTITIONS)
-        }
-        self._open: list[tuple[str, int, bytes, bytes, dict[str, bytes]]] | None = None
-        self.commits = 0
-        self.aborts = 0
-        self._fail_commit_after = fail_commit_after
-
-    def partitions(self, topic: str) -> int:
-        return PARTITIONS
-
-    def begin(self) -> None:
-        assert self._open is None, "a transaction is already open"
-        self._open = []
-
-    def send(self, topic: str, partition: int, key: bytes, value: bytes, headers: Headers) -> None:
-        assert self._open is not None, "send outside a transaction"
-        self._open.append((topic, partition, key, value, dict(headers)))
-
-    def commit(self) -> None:
-        assert self._open is not None
-        if self._fail_commit_after is not None and self.commits >= self._fail_commit_after:
-            raise ConnectionError("broker went away during commit")
-        for topic, partition, key, value, headers in self._open:
-            self.committed[(topic, partition)].append((key, value, headers))
-        self._open = None
-        self.commits += 1
-
-    def abort(self) -> None:
-        self._open = None
-        self.aborts += 1
-
-    def close(self) -> None:
-        pass
-
-    def read_tail(self, topics: Sequence[str]) -> Record | None:
-        tails = [
-            Record(topic, partition, len(records) - 1, *records[-1])
-            for (topic, partition), records in self.committed.items()
-            if topic in topics and records
-        ]
-        return max(tails, key=position_of, default=None)
-
-    def positions(self) -> list[int]:
-        return sorted(int(h[POSITION]) for records in self.committed.values() for _, _, h in records)
+from tests.kafka_fakes import PARTITIONS, TransactionalLog
 
 
 @pytest.fixture
