@@ -38,6 +38,8 @@ class Measurement:
     gridloop_per_s: float
     baseline_per_s: float
     baseline: str
+    profile: str = ""
+    """Where the gridloop side spent its time (cProfile, as text), for paths that are profiled."""
 
     @property
     def ratio(self) -> float:
@@ -114,7 +116,8 @@ def command_path(n: int, repeats: int) -> Measurement:
         )
 
 
-def _sample_events(n: int, directory: Path) -> tuple[Gridloop, list[Any]]:
+def sample_events(n: int, directory: Path) -> tuple[Gridloop, list[Any]]:
+    """A store in ``directory`` of about N events (cases reported, registered, dispatched) and its events."""
     clock = ManualClock(T0)
     app = _app(directory, "events.sqlite", clock)
     grid = set_up_district(app, "bench", "b")
@@ -130,7 +133,7 @@ def _sample_events(n: int, directory: Path) -> tuple[Gridloop, list[Any]]:
 def avro_codec(n: int, repeats: int) -> Measurement:
     """Encode + decode N events with the codec vs fastavro schemaless write + read of the same records."""
     with tempfile.TemporaryDirectory() as tmp:
-        app, events = _sample_events(n, Path(tmp))
+        app, events = sample_events(n, Path(tmp))
         app.close()
     encoded = [codec.encode(e) for e in events]
     plans = []
@@ -163,7 +166,7 @@ def projection_rebuild(n: int, repeats: int) -> Measurement:
     """Rebuild all views from the log vs a raw loop that only reads and maps the same notifications."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        app, _ = _sample_events(n, directory)
+        app, _ = sample_events(n, directory)
         total = app.recorder.max_notification_id() or 0
         runs = iter(range(repeats))
 
@@ -191,9 +194,13 @@ def projection_rebuild(n: int, repeats: int) -> Measurement:
 
 
 def run(quick: bool = False) -> list[Measurement]:
-    """Every benchmark, smaller when ``quick``."""
+    """Every benchmark, smaller when ``quick``; the Kafka paths on the configured broker or one of their own."""
+    from ops.bench.kafka import bench_broker, kafka_paths  # it builds on this module
+
     n, repeats = (300, 3) if quick else (3000, 5)
-    return [command_path(n, repeats), avro_codec(n * 3, repeats), projection_rebuild(n * 3, repeats)]
+    with bench_broker() as broker:  # first: a missing Java or an unreachable cluster fails before the long part
+        results = [command_path(n, repeats), avro_codec(n * 3, repeats), projection_rebuild(n * 3, repeats)]
+        return results + kafka_paths(broker, n * 10, repeats)
 
 
 def machine() -> str:
@@ -212,4 +219,7 @@ def markdown(results: list[Measurement]) -> str:
     for m in results:
         rates = f"{m.gridloop_per_s:,.0f} | {m.baseline_per_s:,.0f} | {m.ratio:.2f}"
         lines.append(f"| {m.name} | {m.items} | {rates} | {m.baseline} |")
+    for m in results:
+        if m.profile:
+            lines += ["", f"Profile of {m.name} (cProfile, one extra run):", "", "```", m.profile, "```"]
     return "\n".join(lines)
