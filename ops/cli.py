@@ -126,7 +126,10 @@ def simulate(settings: Settings, preset: str, days: int, seed: int | None, start
             f"{report.extensions_requested} ({report.extensions_granted} granted), suspended {report.suspensions}, "
             f"escalated {report.escalations}, called back {report.call_backs} ({report.not_fixed} not fixed)"
         )
-        _print_summary(queries.summary(rt.views, clock.now()), clock.now())
+        if rt.runner is None:
+            out.print(f"mode {settings.mode}: the views follow Kafka — run `gridloop relay` and `gridloop project`")
+        else:
+            _print_summary(queries.summary(rt.views, clock.now()), clock.now())
 
 
 @main.command(name="do", context_settings={"ignore_unknown_options": True})
