@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from engine.application import Gridloop
 from engine.clock import Clock
 from engine.kafka import PlainWriter, Record, Topics, TransactionalWriter, read_committed_consumer, to_record
-from engine.relay import Relay, committed_position
+from engine.relay import Relay, committed_position, store_of
 from ops.config import Settings
 from projections.kafka_runner import KafkaRunner
 from projections.runner import EmbeddedRunner
@@ -88,14 +89,26 @@ def open_relay(settings: Settings, app: Gridloop) -> tuple[Relay, Callable[[], N
     tails = read_committed_consumer(bootstrap)
     try:
         relay = Relay(
-            app.recorder, app.mapper, writer, committed_position(tails), topics(settings), settings.relay_batch_size
+            app.recorder,
+            app.mapper,
+            writer,
+            committed_position(tails),
+            topics(settings),
+            settings.relay_batch_size,
+            # A second process builds each next batch while this one sends (the store is a file it can open).
+            build_ahead=partial(store_of, type(app), dict(app.env)),
         )
     except BaseException:
         writer.close()
         tails.close()
         raise
     tails.close()
-    return relay, writer.close
+
+    def close() -> None:
+        relay.close()
+        writer.close()
+
+    return relay, close
 
 
 def open_kafka_runner(settings: Settings, rt: Runtime) -> KafkaRunner:

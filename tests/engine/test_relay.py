@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from engine.kafka import (
     partition_of,
 )
 from engine.parsing import parse_command
-from engine.relay import LogMismatch, Relay, RelayStopped
+from engine.relay import LogMismatch, Relay, RelayStopped, store_of
 from ops.sample import GRID, set_up_district
 from tests.kafka_fakes import PARTITIONS, TransactionalLog
 
@@ -132,3 +134,96 @@ def test_topics_holding_another_stores_log_are_refused(app: Gridloop, tmp_path: 
     assert other.recorder.max_notification_id() == app.recorder.max_notification_id()
     with pytest.raises(LogMismatch, match="another store"):
         relay_over(other, log)
+
+
+def building_ahead(app: Gridloop, log: TransactionalLog, batch_size: int = 3) -> Relay:
+    opener = partial(store_of, Gridloop, dict(app.env))
+    return Relay(app.recorder, app.mapper, log, log.read_tail, Topics("t"), batch_size=batch_size, build_ahead=opener)
+
+
+def test_a_relay_building_ahead_commits_the_same_transactions_as_one_building_itself(app: Gridloop) -> None:
+    alone, ahead = TransactionalLog(Topics("t")), TransactionalLog(Topics("t"))
+    relay_over(app, alone).ship_all()
+    relay = building_ahead(app, ahead)
+    try:
+        assert relay.ship_all() == app.recorder.max_notification_id()
+        built_ahead = relay.built_ahead
+    finally:
+        relay.close()
+    assert ahead.committed == alone.committed
+    assert ahead.commits == alone.commits
+    assert built_ahead == ahead.commits
+
+
+def test_building_ahead_events_stored_between_batches_are_shipped_in_order(app: Gridloop) -> None:
+    log = TransactionalLog(Topics("t"))
+    relay = building_ahead(app, log)
+    try:
+        relay.ship_batch()  # the next batch is being built from the store as it was
+        report(app, "a", 3)
+        relay.ship_all()
+        report(app, "b", 2)
+        relay.ship_all()
+        assert relay.built_ahead > 0
+    finally:
+        relay.close()
+    assert log.positions() == list(range(1, (app.recorder.max_notification_id() or 0) + 1))
+
+
+def test_building_ahead_a_batch_asked_for_before_new_events_were_stored_is_asked_for_again(app: Gridloop) -> None:
+    log = TransactionalLog(Topics("t"))
+    stored = app.recorder.max_notification_id() or 0
+    relay = building_ahead(app, log, batch_size=stored)
+    try:
+        assert relay.ship_batch() == stored  # a full batch: the next is asked for at once, and is empty
+        report(app, "a", 2)
+        assert relay.ship_all() == 4  # two reports and their receipts
+    finally:
+        relay.close()
+    assert log.positions() == list(range(1, stored + 5))
+
+
+def test_building_ahead_a_failed_commit_stops_the_relay_and_a_new_one_sends_the_batch_again(app: Gridloop) -> None:
+    log = TransactionalLog(Topics("t"), fail_commit_after=1)
+    relay = building_ahead(app, log)
+    try:
+        relay.ship_batch()
+        with pytest.raises(ConnectionError):
+            relay.ship_batch()
+        assert relay.position == 3
+        assert log.positions() == [1, 2, 3]
+        with pytest.raises(RelayStopped, match="failed batch"):
+            relay.ship_batch()
+    finally:
+        relay.close()
+    log._fail_commit_after = None
+    again = building_ahead(app, log)
+    try:
+        again.ship_all()
+    finally:
+        again.close()
+    assert log.positions() == list(range(1, (app.recorder.max_notification_id() or 0) + 1))
+
+
+def test_a_builder_that_cannot_open_the_store_fails_the_relays_start(app: Gridloop) -> None:
+    log = TransactionalLog(Topics("t"))
+    opener = partial(store_of, Gridloop, {"PERSISTENCE_MODULE": "no_such_persistence_module"})
+    with pytest.raises(RuntimeError, match="could not open the event store"):
+        Relay(app.recorder, app.mapper, log, log.read_tail, Topics("t"), build_ahead=opener)
+
+
+def test_the_builder_process_ends_when_the_relay_closes(app: Gridloop) -> None:
+    before = set(multiprocessing.active_children())
+    relay = building_ahead(app, TransactionalLog(Topics("t")))
+    started = set(multiprocessing.active_children()) - before
+    assert len(started) == 1
+    relay.close()
+    assert not any(process.is_alive() for process in started)
+
+
+def report(app: Gridloop, prefix: str, count: int) -> None:
+    for n in range(count):
+        app.execute(parse_command("report", {
+            "command_id": f"{prefix}{n}", "actor": "resident:1", "source": "hotline", "category": "E0101",
+            "grid": GRID, "description": "垃圾堆放",
+        }))  # fmt: skip
