@@ -11,13 +11,12 @@ from typing import Any
 
 import structlog
 from eventsourcing.persistence import InterfaceError, OperationalError
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from engine import codec
-from engine.errors import UnknownReference
 from engine.kafka import (
     DEAD_ATTEMPTS,
     DEAD_ERROR,
@@ -31,7 +30,7 @@ from engine.kafka import (
     Topics,
     to_record,
 )
-from projections.projection import Cursor, Handler, Projection
+from projections.projection import Cursor, Handler, Projection, chosen, routes
 from projections.store import ViewStore
 
 log = structlog.get_logger()
@@ -109,11 +108,7 @@ class KafkaRunner:
         self._dead_topic = topics.dead_letters(group)
         self._attempts = attempts
         self._max_records = max_records
-        self._routes: dict[str, tuple[tuple[str, Handler], ...]] = {}
-        for projection in self._projections:
-            for topic in projection.topics:
-                route = (projection.name, projection.handler(resolve_topic(topic)))
-                self._routes[topic] = (*self._routes.get(topic, ()), route)
+        self._routes = routes(self._projections)
         self._by_class: dict[type, tuple[tuple[str, Handler], ...]] = {}
         # Only the topics of aggregates some view follows: command receipts are never read.
         followed = {folder for aggregate, folder in codec.AGGREGATES.items() if _follows(aggregate, self._routes)}
@@ -204,18 +199,16 @@ class KafkaRunner:
 
     def rebuild(self, name: str | None = None) -> None:
         """Drop one view's rows and tracking (every view's, for None); the views are read again from offset 0."""
-        chosen = [p for p in self._projections if name is None or p.name == name]
-        if not chosen:
-            raise UnknownReference("view", str(name), [p.name for p in self._projections])
+        views = chosen(self._projections, name)
         with self._store.transaction() as cursor:
-            for projection in chosen:
+            for projection in views:
                 projection.clear(cursor)
                 cursor.execute("DELETE FROM tracking WHERE application_name LIKE ?", (f"{projection.name}@%",))
             if name is None:
                 cursor.execute("DELETE FROM held_aggregate")
         for tp in self._assigned:
             self._consumer.seek(tp, 0)
-        log.info("views_cleared", views=[p.name for p in chosen])
+        log.info("views_cleared", views=[p.name for p in views])
 
     # -- the fold ----------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
@@ -13,9 +13,10 @@ from uuid import UUID
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate
 from eventsourcing.sqlite import SQLiteCursor
-from eventsourcing.utils import get_topic
+from eventsourcing.utils import get_topic, resolve_topic
 
 from engine.catalogue import Catalogue, default_catalogue
+from engine.errors import UnknownReference
 from engine.lifecycle import Status, status_after
 from engine.work_order import WorkOrder, event_names
 
@@ -232,3 +233,20 @@ def follow_every_case_event(process_event: Any) -> None:
         kind = event_class(WorkOrder, name)
         if kind not in registry:
             process_event.register(kind, shared.get(name, CaseFold.move))
+
+
+def routes(projections: Sequence[Projection]) -> dict[str, tuple[tuple[str, Handler], ...]]:
+    """Which projections' overloads want an event of each topic: (name, handler) pairs, decided once per runner."""
+    found: dict[str, tuple[tuple[str, Handler], ...]] = {}
+    for projection in projections:
+        for topic in projection.topics:
+            found[topic] = (*found.get(topic, ()), (projection.name, projection.handler(resolve_topic(topic))))
+    return found
+
+
+def chosen(projections: Sequence[Projection], name: str | None) -> list[Projection]:
+    """The projection named ``name`` (every one, for None); an unknown name is refused with the names known."""
+    found = [p for p in projections if name is None or p.name == name]
+    if not found:
+        raise UnknownReference("view", str(name), [p.name for p in projections])
+    return found

@@ -8,10 +8,8 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.persistence import ApplicationRecorder, Mapper
-from eventsourcing.utils import resolve_topic
 
-from engine.errors import UnknownReference
-from projections.projection import Handler, Projection
+from projections.projection import Projection, chosen, routes
 from projections.store import ViewStore
 
 log = structlog.get_logger()
@@ -47,11 +45,7 @@ class EmbeddedRunner:
         self._batch_size = batch_size
         # Which projection overloads want an event of a topic: decided once, so a topic nobody
         # follows (command receipts are half the log) costs a dict lookup and is never decoded.
-        self._routes: dict[str, tuple[tuple[str, Handler], ...]] = {}
-        for projection in self._projections:
-            for topic in projection.topics:
-                route = (projection.name, projection.handler(resolve_topic(topic)))
-                self._routes[topic] = (*self._routes.get(topic, ()), route)
+        self._routes = routes(self._projections)
         self._positions = store.positions(names)
 
     @property
@@ -83,19 +77,17 @@ class EmbeddedRunner:
 
     def rebuild(self, name: str | None = None) -> int:
         """Drop one view's rows and tracking (or every view's, for None) and replay the log from zero."""
-        chosen = [p for p in self._projections if name is None or p.name == name]
-        if not chosen:
-            raise UnknownReference("view", str(name), [p.name for p in self._projections])
+        views = chosen(self._projections, name)
         # Rows and tracking go in one transaction: whichever runner writes the next batch, this one
         # or one in another process, reads the reset positions and replays these views from zero.
         with self._store.transaction() as cursor:
-            for projection in chosen:
+            for projection in views:
                 projection.clear(cursor)
                 self._store.forget(cursor, projection.name)
-        self._positions.update(dict.fromkeys((p.name for p in chosen), 0))
-        log.info("views_cleared", views=[p.name for p in chosen])
+        self._positions.update(dict.fromkeys((p.name for p in views), 0))
+        log.info("views_cleared", views=[p.name for p in views])
         applied = self.run_until_caught_up()
-        log.info("views_rebuilt", views=[p.name for p in chosen], events=applied, position=self.position)
+        log.info("views_rebuilt", views=[p.name for p in views], events=applied, position=self.position)
         return applied
 
     def _run_batch(self) -> tuple[int, int]:
