@@ -8,23 +8,17 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
 from ops.config import ConfigError, Settings, load_settings
 from ops.kafka_broker import Broker, BrokerUnavailable, LocalBroker, fetch_jars, provisioner
+from tests.integration.kafka_helpers import unavailable
 
 RUN = uuid.uuid4().hex[:8]
 """Names this run's topics, so that runs sharing an external cluster do not meet."""
 _tests = itertools.count(1)
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Under CI a test that needs Kafka and cannot have it fails; elsewhere it is skipped with the reason."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
