@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -26,6 +27,27 @@ STATEMENT_CACHE = 256
 
 LOCK_TIMEOUT = 60
 """Seconds a writer waits for another (a runner in another process) to commit its batch."""
+
+
+def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
+    """Put the database in WAL mode, waiting (up to ``timeout`` s) for another process that holds it locked.
+
+    Switching the journal mode needs the database to itself, and SQLite answers "database is locked"
+    at once rather than through the busy timeout: two runners opening a new view store together (seen
+    in CI) would otherwise have one of them fail. Once a process has switched it, the mode is persistent.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 class _WriteFirstTransaction(SQLiteTransaction):
@@ -74,7 +96,7 @@ class _PreparedStatementPool(SQLiteConnectionPool):
             raise InterfaceError(e) from e
         if not self.is_sqlite_memory_mode and not self.is_journal_mode_wal:
             # WAL: readers (queries, the HTTP API) never block the runner's writes, nor it them.
-            connection.execute("PRAGMA journal_mode=WAL")
+            _use_wal(connection, self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT)
             self.is_journal_mode_wal = True
         # A power cut may lose the last few commits but never splits a batch from its tracking row,
         # and the runner reads lost batches again; a sync per commit buys nothing a view needs.

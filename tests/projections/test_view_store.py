@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
@@ -86,3 +88,28 @@ def test_a_store_another_process_created_while_this_one_was_opening_it_opens(
     assert store.max_tracking_id("__migration__") == 1
     assert store.positions(VIEW_NAMES) == dict.fromkeys(VIEW_NAMES, 0)
     store.close()
+
+
+def _open_when_released(path: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        ViewStore.open(Path(path)).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which names it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_view_store_together_all_get_it(tmp_path: Path) -> None:
+    # Switching a new file to WAL needs it alone, and SQLite refuses at once instead of waiting:
+    # before the fix, 20 trials of four processes each failed with "database is locked" in every run.
+    context = multiprocessing.get_context("fork")  # the target lives in this test module, not importable by name
+    for trial in range(20):
+        barrier, results = context.Barrier(4), context.Queue()
+        path = str(tmp_path / f"views-{trial}.sqlite")
+        processes = [context.Process(target=_open_when_released, args=(path, barrier, results)) for _ in range(4)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join()
+        assert outcomes == ["ok"] * 4
