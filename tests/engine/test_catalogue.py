@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from engine.catalogue import Catalogue, Category, default_catalogue
+from engine.catalogue import Allowances, Catalogue, Category, default_catalogue
 from engine.errors import UnknownReference
+from engine.working_time import CHINA, WorkingCalendar, china_calendar
 
 COMPONENT_MAJORS = {"公用设施", "道路交通", "市容环境", "园林绿化", "房屋土地", "其他"}
 EVENT_MAJORS = {"市容环境", "宣传广告", "施工管理", "街面秩序", "突发事件"}
@@ -146,6 +148,15 @@ def test_a_catalogue_file_loads_and_skills_default_to_none(tmp_path: Path) -> No
         ),
         ('code = "E0101"', 'code = "C0101"', "code must be 'E'"),
         ("time_limit_hours = 4", "time_limit_hours = 0", "positive number"),
+        ("time_limit_hours = 4", "time_limit_hours = 4\ntime_limit_days = 1", "gives both"),
+        ("time_limit_hours = 4", "", "gives neither"),
+        ("time_limit_hours = 4", "time_limit_days = 1.5", "time_limit_days must be a positive whole number"),
+        (
+            'tier = "normal"\ntime_limit_hours = 4',
+            'tier = "emergency"\ntime_limit_days = 1',
+            "an emergency category counts in working hours",
+        ),
+        ('department = "chengguan"', 'department = "chengguan"\nkey = "yes"', "key must be true or false"),
         ('code = "S0101"', 'code = "E0101"', "code must be 'S'"),
         ('major = "矛盾纠纷"', 'major = "矛盾纠纷"\nfoo = 1', "unknown field(s) ['foo']"),
     ],
@@ -171,3 +182,137 @@ def test_a_duplicate_category_code_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"#2 \('E0101'\): duplicate category code"):
         Catalogue.load(path)
+
+
+MONDAY_9 = datetime(2026, 11, 23, 9, tzinfo=CHINA)
+
+STEPS = """
+[[step]]
+name = "dispatch"
+emergency_minutes = 10
+normal_minutes = 30
+
+[[step]]
+name = "verify"
+emergency_minutes = 60
+normal_minutes = 60
+rural_minutes = 120
+
+[allowances]
+return_within_days = 2
+extension_up_to_days = 10
+"""
+
+
+def test_the_most_urgent_hazards_are_key_cases() -> None:
+    catalogue = default_catalogue()
+    assert catalogue.category("C0101").key  # 井盖缺失
+    assert catalogue.category("E0503").key  # 燃气泄漏
+    assert not catalogue.category("E0101").key
+    assert all(c.tier == "emergency" for c in catalogue.categories.values() if c.key)
+
+
+def test_emergency_categories_count_in_hours_and_some_normal_ones_in_working_days() -> None:
+    categories = default_catalogue().categories.values()
+    assert all(c.time_limit_hours for c in categories if c.tier == "emergency")
+    in_days = [c for c in categories if c.time_limit_days is not None]
+    assert in_days and all(c.tier == "normal" and c.time_limit_hours is None for c in in_days)
+
+
+def test_a_missing_manhole_cover_is_due_two_working_hours_after_dispatch() -> None:
+    assert default_catalogue().deadline("C0101", MONDAY_9, WorkingCalendar()) == MONDAY_9 + timedelta(hours=2)
+
+
+def test_an_abandoned_vehicle_reported_before_national_day_is_due_five_working_days_after_the_break() -> None:
+    catalogue = default_catalogue()
+    assert catalogue.category("E0406").time_limit_days == 5
+    start = datetime(2026, 9, 30, 10, tzinfo=CHINA)
+    # 10-01..10-07 off; 10-08 Thu, 10-09 Fri, 10-10 Sat (worked, 调休), 10-12 Mon, 10-13 Tue.
+    assert catalogue.deadline("E0406", start, china_calendar()) == datetime(2026, 10, 13, 10, tzinfo=CHINA)
+
+
+def test_an_unknown_category_has_no_deadline() -> None:
+    with pytest.raises(UnknownReference, match="unknown category 'X9999'"):
+        default_catalogue().deadline("X9999", MONDAY_9, WorkingCalendar())
+
+
+def test_registering_and_dispatching_take_ten_minutes_for_an_emergency_and_thirty_otherwise() -> None:
+    catalogue = default_catalogue()
+    assert catalogue.step_limit("dispatch", "emergency") == timedelta(minutes=10)
+    assert catalogue.step_limit("dispatch", "normal") == timedelta(minutes=30)
+    assert catalogue.step_limit("dispatch", "normal", rural=True) == timedelta(minutes=30)
+    assert catalogue.step_limit("accept", "emergency") == timedelta(minutes=10)
+
+
+def test_verifying_takes_an_hour_in_town_and_two_in_the_countryside() -> None:
+    catalogue = default_catalogue()
+    assert catalogue.step_limit("verify", "emergency") == timedelta(hours=1)
+    assert catalogue.step_limit("verify", "normal", rural=True) == timedelta(hours=2)
+
+
+def test_an_unknown_step_or_tier_is_refused_with_the_known_ones() -> None:
+    catalogue = default_catalogue()
+    with pytest.raises(UnknownReference) as refused:
+        catalogue.step_limit("call_back", "normal")
+    assert refused.value.allowed == ("accept", "dispatch", "verify")
+    with pytest.raises(UnknownReference) as refused:
+        catalogue.step_limit("dispatch", "urgent")
+    assert refused.value.allowed == ("emergency", "normal")
+
+
+def test_a_case_may_be_returned_within_two_working_days_and_extended_by_ten() -> None:
+    catalogue = default_catalogue()
+    calendar = WorkingCalendar()
+    assert catalogue.allowances == Allowances(return_within_days=2, extension_up_to_days=10)
+    assert catalogue.return_by(MONDAY_9, calendar) == MONDAY_9 + timedelta(days=2)
+    assert catalogue.latest_extension(MONDAY_9, calendar) == MONDAY_9 + timedelta(days=14)
+
+
+def test_a_file_without_steps_or_allowances_has_no_steps_and_the_default_allowances(tmp_path: Path) -> None:
+    path = tmp_path / "categories.toml"
+    path.write_text(GOOD_FILE, encoding="utf-8")
+    catalogue = Catalogue.load(path)
+    assert dict(catalogue.steps) == {}
+    assert catalogue.allowances == Allowances()
+    with pytest.raises(UnknownReference, match="unknown step 'dispatch'"):
+        catalogue.step_limit("dispatch", "normal")
+
+
+def test_a_file_with_steps_and_a_category_in_working_days_loads(tmp_path: Path) -> None:
+    path = tmp_path / "categories.toml"
+    path.write_text(GOOD_FILE.replace("time_limit_hours = 40", "time_limit_days = 5") + STEPS, encoding="utf-8")
+    catalogue = Catalogue.load(path)
+    dispute = catalogue.category("S0101")
+    assert (dispute.time_limit_hours, dispute.time_limit_days, dispute.key) == (None, 5, False)
+    assert catalogue.deadline("S0101", MONDAY_9, WorkingCalendar()) == MONDAY_9 + timedelta(days=7)
+    assert catalogue.step_limit("verify", "normal", rural=True) == timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "complaint"),
+    [
+        ("normal_minutes = 30", "normal_minutes = 0", "[[step]] #1 ('dispatch'): normal_minutes must be a positive"),
+        ("rural_minutes = 120", "rural_minutes = 1.5", "[[step]] #2 ('verify'): rural_minutes must be a positive"),
+        ("emergency_minutes = 10\n", "", "[[step]] #1 ('dispatch'): emergency_minutes must be a positive"),
+        ('name = "verify"', 'name = "dispatch"', "[[step]] #2 ('dispatch'): duplicate step name"),
+        ('name = "verify"', 'name = "verify"\nhours = 1', "unknown field(s) ['hours']; allowed: ['name'"),
+        ("return_within_days = 2", "return_within_days = -2", "[allowances]: return_within_days must be a positive"),
+        ("return_within_days = 2", "return_days = 2", "[allowances]: unknown field(s) ['return_days']"),
+    ],
+)
+def test_a_malformed_step_or_allowance_is_refused_naming_the_file_and_the_entry(
+    tmp_path: Path, old: str, new: str, complaint: str
+) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(GOOD_FILE + STEPS.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ValueError) as refused:
+        Catalogue.load(path)
+    assert str(path) in str(refused.value)
+    assert complaint in str(refused.value)
+
+
+def test_a_category_holds_exactly_one_kind_of_time_limit() -> None:
+    with pytest.raises(ValueError, match="exactly one of time_limit_hours and time_limit_days"):
+        Category("E0101", "event", "市容环境", "暴露垃圾", "Exposed rubbish", "normal", None, "chengguan")
+    with pytest.raises(ValueError, match="exactly one"):
+        Category("E0101", "event", "市容环境", "暴露垃圾", "Exposed rubbish", "normal", 4.0, "chengguan", (), 1)
