@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.admission import packaged as packaged_admission
 from engine.errors import UnknownReference
 
 LEVELS: tuple[str, ...] = ("city", "district", "street")
@@ -83,6 +84,8 @@ class Preset:
     communities: tuple[CommunitySpec, ...]
     staff: StaffSpec
     rates: Rates
+    admission: str | None = None
+    """The packaged admission catalogue (准入清单, engine.admission) its communities follow; None: no control."""
 
     def top(self) -> DivisionSpec:
         """The top division (the region the preset covers)."""
@@ -123,7 +126,7 @@ def _parse(text: str, source: str, name: str) -> Preset:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: not valid TOML: {exc}") from exc
-    _keys(data, _TOP_KEYS, ("division",), f"{source}: top level")
+    _keys(data, _TOP_KEYS, ("division", "admission"), f"{source}: top level")
     sources = data.get("sources", [])
     if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
         raise ValueError(f"{source}: sources must be a list of strings")
@@ -156,7 +159,20 @@ def _parse(text: str, source: str, name: str) -> Preset:
         communities=tuple(communities),
         staff=StaffSpec(**_ints(data.get("staff"), StaffSpec, f"{source}: [staff]")),
         rates=_rates(data.get("rates"), f"{source}: [rates]"),
+        admission=_admission(data, source),
     )
+
+
+def _admission(data: Mapping[str, Any], source: str) -> str | None:
+    if "admission" not in data:
+        return None
+    name = data["admission"]
+    allowed = packaged_admission()
+    if name not in allowed:
+        raise ValueError(
+            f"{source}: admission must name a packaged admission catalogue, got {name!r}; allowed: {', '.join(allowed)}"
+        )
+    return str(name)
 
 
 def _division(entry: Mapping[str, Any], parent: str | None, where: str) -> DivisionSpec:

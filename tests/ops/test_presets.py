@@ -150,6 +150,17 @@ def test_every_preset_states_rates_that_are_shares_of_cases(name: str) -> None:
         assert 0.0 <= share <= 1.0
 
 
+def test_each_preset_names_the_admission_catalogue_its_communities_follow(tmp_path: Path) -> None:
+    assert {name: load_preset(name).admission for name in available_presets()} == {
+        "shizuishan": "shizuishan",
+        "wuchang": "zhongshan",
+        "yuanqu": "zhongshan",
+    }
+    path = tmp_path / "tiny.toml"
+    path.write_text(SMALL_PRESET, encoding="utf-8")
+    assert load_preset_file(path).admission is None
+
+
 def test_counted_communities_get_illustrative_names_after_their_street() -> None:
     wuchang = load_preset("wuchang")
     third = [c for c in wuchang.communities if c.name == "徐家棚街第3社区"]
@@ -184,6 +195,7 @@ def test_a_preset_file_loads_with_its_stem_as_name(tmp_path: Path) -> None:
         ('level = "district"', 'level = "province"', "unknown level 'province'"),
         ("reject_rate = 0.04", "reject_rate = 1.5", "reject_rate is a share in [0, 1]"),
         ('parent = "100100"\n', 'parent = "100100"\ncommunities = 2\n', "not both"),
+        ("seed = 1", 'seed = 1\nadmission = "wuhan"', "admission must name a packaged admission catalogue"),
     ],
 )
 def test_a_malformed_preset_is_refused_naming_the_file_and_the_entry(
