@@ -11,34 +11,37 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
 
 from engine import commands as c
+from engine.admission import AdmissionCatalogue
 from engine.base import name_id, recording_time
 from engine.catalogue import Catalogue, default_catalogue
 from engine.clock import Clock, SystemClock
 from engine.errors import ConcurrencyConflict, DuplicateCommand, GridloopError, InvalidCommand, UnknownReference
 from engine.geo import check_boundary, check_location
+from engine.intake import Intake, Report
+from engine.lifecycle import HAND_OVER_COMPLETING, HAND_OVER_PROCESSING
 from engine.patrol import Patrol
 from engine.receipts import CommandReceipt
 from engine.reference import LEVELS, ROLES, Division, Grid, Worker
-from engine.work_order import SOURCES, WorkOrder
-from engine.working_time import WorkingCalendar
+from engine.tongban import ServiceItems
+from engine.work_order import WorkOrder
+from engine.working_time import WorkingCalendar, china_calendar
 
 A = TypeVar("A", bound=Aggregate)
 
 CASE_METHODS: dict[type[c.CaseCommand], str] = {
     c.AcceptCase: "accept",
     c.RejectCase: "reject",
+    c.WarnDeadline: "warn_deadline",
     c.ReturnCase: "return_",
     c.RequestExtension: "request_extension",
     c.GrantExtension: "grant_extension",
     c.DenyExtension: "deny_extension",
     c.SuspendCase: "suspend",
-    c.ResumeCase: "resume",
-    c.ReportHandling: "report_handling",
     c.VerifyCase: "verify",
     c.EscalateCase: "escalate",
     c.CallBack: "call_back",
@@ -81,11 +84,14 @@ class Gridloop(Application[UUID]):
         clock: Clock | None = None,
         catalogue: Catalogue | None = None,
         calendar: WorkingCalendar | None = None,
+        admission: AdmissionCatalogue | None = None,
+        services: ServiceItems | None = None,
     ) -> None:
         super().__init__(env)
         self.clock: Clock = clock or SystemClock()
         self.catalogue = catalogue or default_catalogue()
-        self.calendar = calendar or WorkingCalendar()
+        self.calendar = calendar or china_calendar()
+        self.intake = Intake(self, admission or AdmissionCatalogue.load(), services or ServiceItems.load())
         self._handlers: dict[type[c.Command], Handler] = {
             c.ReportCase: self._report,
             c.ReportFinding: self._report_finding,
@@ -93,6 +99,10 @@ class Gridloop(Application[UUID]):
             c.DispatchCase: self._dispatch,
             c.ReassignCase: self._dispatch,
             c.RegisterCase: self._register,
+            c.RecategoriseCase: self._recategorise,
+            c.HandOverCase: self._hand_over,
+            c.ResumeCase: self._resume,
+            c.ReportHandling: self._report_handling,
             **{command: self._on_case(method) for command, method in CASE_METHODS.items()},
             c.EstablishDivision: self._establish_division,
             c.DrawGrid: self._draw_grid,
@@ -108,8 +118,24 @@ class Gridloop(Application[UUID]):
 
     # -- the command path -------------------------------------------------------------
 
-    def execute(self, command: c.Command) -> CommandResult:
-        """Run one command: validate, apply, record it with its receipt atomically; idempotent by command id."""
+    def construct_recorder(self) -> ProcessRecorder:
+        """A recorder that can also keep process managers' tracking records with their commands' events."""
+        return self.factory.process_recorder()
+
+    def save(self, *objs: Any, tracking: Tracking | None = None, **kwargs: Any) -> list[Recording[UUID]]:
+        """Record the aggregates' new events, with a process manager's ``tracking`` in the same transaction."""
+        processing = ProcessingEvent[UUID](tracking)
+        processing.collect_events(*objs, **kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return recordings
+
+    def execute(self, command: c.Command, *, tracking: Tracking | None = None) -> CommandResult:
+        """Run one command: validate, apply, record it with its receipt atomically; idempotent by command id.
+
+        ``tracking`` (a process manager's progress) is recorded in the same transaction.
+        """
         if not command.command_id.strip():
             raise InvalidCommand("command_id", "is empty", "a client-chosen unique id")
         if not command.actor.strip():
@@ -126,7 +152,7 @@ class Gridloop(Application[UUID]):
             # The happy path does not look for a receipt first: the receipt's insert is the check.
             # Only when the command fails or collides do we ask whether it was recorded before.
             try:
-                return self._apply_once(command, handler, fingerprint)
+                return self._apply_once(command, handler, fingerprint, tracking)
             except GridloopError:
                 first = self._receipt(command.command_id)
                 if first is None:
@@ -140,7 +166,9 @@ class Gridloop(Application[UUID]):
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))  # timing only, not an event
         raise ConcurrencyConflict(f"the aggregate touched by {command.name}", MAX_ATTEMPTS)
 
-    def _apply_once(self, command: c.Command, handler: Handler, fingerprint: str) -> CommandResult:
+    def _apply_once(
+        self, command: c.Command, handler: Handler, fingerprint: str, tracking: Tracking | None
+    ) -> CommandResult:
         occurred_at = self._occurred_at(command, self.clock.now())
         with recording_time(self.clock.now):
             aggregate_id, changed = handler(command, occurred_at)
@@ -151,7 +179,7 @@ class Gridloop(Application[UUID]):
                 aggregate_id=aggregate_id,
                 occurred_at=occurred_at,
             )
-            recordings = self.save(*changed, receipt)
+            recordings = self.save(*changed, receipt, tracking=tracking)
         events = tuple(type(r.domain_event).__name__ for r in recordings[:-1])
         return CommandResult(command.command_id, aggregate_id, recordings[-1].notification.id, events)
 
@@ -216,6 +244,10 @@ class Gridloop(Application[UUID]):
             )
         return order
 
+    def grid_code(self, grid_id: UUID) -> str:
+        """The code of the grid with this id."""
+        return self._get("grid", grid_id, str(grid_id), Grid).code
+
     def grid(self, code: str) -> Grid:
         return self._get("grid", name_id("grid", code), code, Grid)
 
@@ -241,66 +273,22 @@ class Gridloop(Application[UUID]):
 
         return handle
 
-    def _new_case(
-        self,
-        command_id: str,
-        source: str,
-        category: str,
-        grid_code: str,
-        description: str,
-        reporter: str,
-        lon: float | None,
-        lat: float | None,
-        patrol_id: UUID | None,
-        occurred_at: datetime,
-        actor: str,
-    ) -> WorkOrder:
-        if source not in SOURCES:
-            raise InvalidCommand("source", f"{source!r} is not a case source", ", ".join(SOURCES))
-        self.catalogue.category(category)
-        grid = self.grid(grid_code)
-        if grid.retired:
-            raise InvalidCommand("grid", f"{grid_code} was retired by a redraw", "one of " + ", ".join(grid.successors))
-        check_location(lon, lat)
-        if not description.strip():
-            raise InvalidCommand("description", "is empty", "what was seen or asked, in words")
-        return WorkOrder(
-            id=name_id("case", command_id),
-            source=source,
-            category=category,
-            grid=grid.code,
-            desk=grid.district,
-            description=description,
-            reporter=reporter,
-            lon=lon,
-            lat=lat,
-            patrol_id=patrol_id,
-            occurred_at=occurred_at,
-            actor=actor,
-        )
-
     def _report(self, m: c.ReportCase, t: datetime) -> tuple[UUID, list[Aggregate]]:
-        order = self._new_case(
-            m.command_id, m.source, m.category, m.grid, m.description, m.reporter, m.lon, m.lat, None, t, m.actor
-        )
+        report = Report(
+            m.command_id, m.source, m.category, m.grid, m.description, m.reporter, m.lon, m.lat, None, m.actor,
+            m.service_item, m.registered_in, m.admission_item, m.certificate,
+        )  # fmt: skip
+        order = self.intake.new_case(report, t)
         return order.id, [order]
 
     def _report_finding(self, m: c.ReportFinding, t: datetime) -> tuple[UUID, list[Aggregate]]:
         patrol = self.patrol(m.patrol_id)
         patrol._require_active("report_finding")
-        order = self._new_case(
-            m.command_id,
-            "patrol",
-            m.category,
-            patrol.grid,
-            m.description,
-            patrol.worker,
-            m.lon,
-            m.lat,
-            patrol.id,
-            t,
+        report = Report(
+            m.command_id, "patrol", m.category, patrol.grid, m.description, patrol.worker, m.lon, m.lat, patrol.id,
             m.actor,
-        )
+        )  # fmt: skip
+        order = self.intake.new_case(report, t)
         patrol.report_finding(case_id=order.id, category=m.category, occurred_at=t)
         return order.id, [order, patrol]
 
@@ -309,6 +297,45 @@ class Gridloop(Application[UUID]):
         category = m.category or order.category
         self.catalogue.category(category)
         order.register(category=category, note=m.note, occurred_at=t, actor=m.actor)
+        return order.id, [order]
+
+    def _recategorise(self, m: c.RecategoriseCase, t: datetime) -> tuple[UUID, list[Aggregate]]:
+        order = self._case_at(m.case_id, t)
+        self.catalogue.category(m.category)
+        order.recategorise(category=m.category, reason=m.reason, occurred_at=t, actor=m.actor)
+        return order.id, [order]
+
+    def _hand_over(self, m: c.HandOverCase, t: datetime) -> tuple[UUID, list[Aggregate]]:
+        order = self._case_at(m.case_id, t)
+        deadline = m.deadline
+        if deadline is None and order.service_item:
+            days = self.intake.services.item(order.service_item).time_limit_days
+            deadline = self.calendar.add_days(t, days)
+        order.hand_over(
+            stage=HAND_OVER_PROCESSING, to_unit=order.processing_unit, deadline=deadline, reason=m.reason,
+            occurred_at=t, actor=m.actor,
+        )  # fmt: skip
+        return order.id, [order]
+
+    def _resume(self, m: c.ResumeCase, t: datetime) -> tuple[UUID, list[Aggregate]]:
+        """恢复: the deadline moves on by the working time the case was parked (挂账 pauses the clock)."""
+        order = self._case_at(m.case_id, t)
+        deadline = None
+        if order.deadline is not None and order.suspended_at is not None and order.suspended_at < order.deadline:
+            remaining = self.calendar.between(order.suspended_at, order.deadline)
+            deadline = max(order.deadline, self.calendar.add(t, remaining))
+        order.resume(note=m.note, deadline=deadline, occurred_at=t, actor=m.actor)
+        return order.id, [order]
+
+    def _report_handling(self, m: c.ReportHandling, t: datetime) -> tuple[UUID, list[Aggregate]]:
+        """处置反馈; for a 全县通办 request the processing unit hands the result back to the completing unit."""
+        order = self._case_at(m.case_id, t)
+        order.report_handling(result=m.result, photos=m.photos, occurred_at=t, actor=m.actor)
+        if order.service_item:
+            order.hand_over(
+                stage=HAND_OVER_COMPLETING, to_unit=order.desk, deadline=None, reason="办理结果转回受理地办结",
+                occurred_at=t, actor=m.actor,
+            )  # fmt: skip
         return order.id, [order]
 
     def _merge(self, m: c.MergeCase, t: datetime) -> tuple[UUID, list[Aggregate]]:
@@ -328,9 +355,8 @@ class Gridloop(Application[UUID]):
         deadline = m.deadline
         if deadline is None and isinstance(m, c.ReassignCase):
             deadline = order.deadline
-        if deadline is None:  # the category's time limit, counted in working hours
-            hours = self.catalogue.category(order.category).time_limit_hours
-            deadline = self.calendar.add(t, timedelta(hours=hours))
+        if deadline is None:  # the category's time limit, in working hours or working days
+            deadline = self.catalogue.deadline(order.category, t, self.calendar)
         act = order.reassign if isinstance(m, c.ReassignCase) else order.dispatch
         act(
             unit=m.unit,

@@ -61,6 +61,7 @@ class _EventCodec:
     schema: EventSchema
     header: bytes
     topic: str | None  # the aggregate's topic, for "created" events only
+    defaults: dict[str, Any]  # Avro field → default, for the fields that have one
 
 
 def event_classes(aggregate: type[GridloopAggregate]) -> dict[str, type[Event]]:
@@ -87,7 +88,14 @@ def encode(event: DomainEventProtocol[Any]) -> bytes:
         "recorded_at": event.timestamp,
     }
     for attribute, field in codec.fields:
-        record[field] = getattr(event, attribute)
+        try:
+            record[field] = getattr(event, attribute)
+        except AttributeError:
+            # An event stored before its type gained this field: the schema's default stands in, as an
+            # older record read with today's schema would get it.
+            if field not in codec.defaults:
+                raise
+            record[field] = codec.defaults[field]
     out = BytesIO()
     out.write(codec.header)
     schemaless_writer(out, codec.schema.parsed, record)
@@ -204,5 +212,6 @@ def _make_codec(aggregate: type[GridloopAggregate], cls: type[Event], schema: Ev
         fields=fields,
         schema=schema,
         header=MAGIC + schema.fingerprint,
+        defaults={f["name"]: f["default"] for f in schema.schema["fields"] if "default" in f},
         topic=get_topic(aggregate) if issubclass(cls, AggregateCreated) else None,
     )

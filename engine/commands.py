@@ -44,11 +44,15 @@ class ReportCase(Command):
     name = "report"
     source: str
     category: str
-    grid: str
     description: str
+    grid: str = ""  # empty: located from lon/lat by point-in-polygon
     reporter: str = ""
     lon: float | None = None
     lat: float | None = None
+    service_item: str = ""  # 全县通办 service item; the case is accepted here and processed where registered
+    registered_in: str = ""  # 户籍地: the grid of the resident's registration, for a service item
+    admission_item: str = ""  # 准入事项: the admitted item a department's task claims to be
+    certificate: str = ""  # 证明事项: the certificate a resident asks the community to stamp
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +67,7 @@ class RejectCase(CaseCommand):
     name = "reject"
     reason_code: str
     reason: str
+    rule: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +155,40 @@ class EscalateCase(CaseCommand):
     name = "escalate"
     level: int
     reason: str
+    policy: str = ""  # empty: a person (the actor) decided
+    policy_version: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)
+    due: datetime | None = None  # the rung's own deadline
+
+
+@dataclass(frozen=True, kw_only=True)
+class WarnDeadline(CaseCommand):
+    """预警 / 催办: the supervisor's warning that a step's limit is half, three quarters or wholly used."""
+
+    name = "warn_deadline"
+    step: str
+    threshold: int
+    due: datetime
+    policy: str
+    policy_version: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecategoriseCase(CaseCommand):
+    """改类: correct a case's category; the dispatch policy re-routes it."""
+
+    name = "recategorise"
+    category: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandOverCase(CaseCommand):
+    """通办流转: hand a 全县通办 request to its processing unit (the hand-back happens with the handling report)."""
+
+    name = "hand_over"
+    reason: str
+    deadline: datetime | None = None  # defaults to the service item's limit in working days
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,6 +324,9 @@ COMMANDS: dict[str, type[Command]] = {
         ReportHandling,
         VerifyCase,
         EscalateCase,
+        WarnDeadline,
+        RecategoriseCase,
+        HandOverCase,
         CallBack,
         ReopenCase,
         EstablishDivision,

@@ -44,6 +44,11 @@ DESK_STATES: frozenset[Status] = frozenset(
 )
 ASSIGNEE_STATES: frozenset[Status] = frozenset({Status.DISPATCHED, Status.ACCEPTED, Status.EXTENSION_REQUESTED})
 
+HAND_OVER_PROCESSING = "processing"
+"""全县通办: the accepting unit hands the case to the processing unit (户籍地办理); it is then dispatched there."""
+HAND_OVER_COMPLETING = "completing"
+"""全县通办: the processing unit hands the result back to the completing unit (受理地办结), which closes the case."""
+
 RESUME_PREVIOUS = "previous"
 """Target of ``resume``: the state the case was in when it was suspended."""
 UNCHANGED = "unchanged"
@@ -72,6 +77,13 @@ TRANSITIONS: dict[str, Transition] = {
         _t("reject", {_S.REPORTED}, _S.REJECTED, zh="不予立案"),
         _t("merge", {_S.REPORTED, _S.REGISTERED}, _S.MERGED, zh="合并"),
         _t("dispatch", {_S.REGISTERED, _S.RETURNED, _S.REOPENED}, _S.DISPATCHED, zh="派遣"),
+        _t(
+            "hand_over",
+            {_S.REGISTERED, _S.RETURNED, _S.REOPENED, _S.HANDLED},
+            _S.DISPATCHED,
+            UNCHANGED,
+            zh="通办流转",
+        ),
         _t("accept", {_S.DISPATCHED}, _S.ACCEPTED, zh="签收"),
         _t("return", {_S.DISPATCHED, _S.ACCEPTED}, _S.RETURNED, zh="退单"),
         _t(
@@ -98,6 +110,8 @@ TRANSITIONS: dict[str, Transition] = {
         ),
         _t("verify", {_S.HANDLED}, _S.CLOSED, _S.REOPENED, zh="核查"),
         _t("escalate", OPEN, UNCHANGED, zh="督办"),
+        _t("warn_deadline", OPEN, UNCHANGED, zh="预警催办"),
+        _t("recategorise", OPEN, UNCHANGED, zh="改类"),
         _t("link_duplicate", OPEN, UNCHANGED, zh="关联重复件"),
         _t("call_back", {_S.CLOSED}, _S.EVALUATED, _S.REOPENED, zh="回访"),
         _t("reopen", {_S.CLOSED, _S.EVALUATED}, _S.REOPENED, zh="重新打开"),
@@ -133,6 +147,9 @@ EVENT_STATUS: dict[str, Status | None] = {
     "HandlingReported": Status.HANDLED,
     "Verified": None,
     "Escalated": None,
+    "DeadlineWarned": None,
+    "Recategorised": None,
+    "HandedOver": None,
     "CalledBack": None,
     "Reopened": Status.REOPENED,
 }
@@ -146,6 +163,7 @@ def status_after(
     *,
     passed: bool | None = None,
     fixed: bool | None = None,
+    stage: str | None = None,
 ) -> Status:
     """The status a case has after ``event_name``: the read side's copy of the aggregate's moves, as data."""
     target = EVENT_STATUS[event_name]
@@ -155,6 +173,8 @@ def status_after(
         return Status.CLOSED if passed else Status.REOPENED
     if event_name == "CalledBack":
         return Status.EVALUATED if fixed else Status.REOPENED
+    if event_name == "HandedOver" and stage == HAND_OVER_PROCESSING:
+        return Status.DISPATCHED
     if event_name == "Resumed":
         assert suspended_from is not None, "a case resumes only from suspension"
         return suspended_from

@@ -12,6 +12,8 @@ from engine.errors import IllegalTransition, InvalidCommand
 from engine.lifecycle import (
     ASSIGNEE_STATES,
     DESK_STATES,
+    HAND_OVER_COMPLETING,
+    HAND_OVER_PROCESSING,
     TRANSITIONS,
     Status,
     allowed_actions,
@@ -32,6 +34,12 @@ ESCALATION_LEVELS = {
     5: "city",  # 市
 }
 """The five levels of 督办, bottom up."""
+
+STEPS = ("dispatch", "accept", "handle", "verify")
+"""The timed steps of a case: 立案+派遣, 签收, 处置, 核查 (each with its limit in the catalogue)."""
+
+WARNINGS = {50: "green", 75: "yellow", 100: "red"}
+"""Deadline warnings by share of the limit used, and the board light each sets: 催办, 临期 (yellow), 超期 (red)."""
 
 
 def party(kind: str, code: str) -> str:
@@ -58,6 +66,10 @@ class WorkOrder(GridloopAggregate):
         patrol_id: UUID | None,
         occurred_at: datetime,
         actor: str,
+        service_item: str = "",
+        processing_unit: str = "",
+        admission_item: str = "",
+        certificate: str = "",
     ) -> None:
         self.source = source
         self.category = category
@@ -80,6 +92,12 @@ class WorkOrder(GridloopAggregate):
         self.rework_count = 0
         self.return_count = 0
         self.last_occurred_at = occurred_at
+        self.service_item = service_item  # 全县通办: the desk is the accepting and completing unit
+        self.processing_unit = processing_unit
+        self.handed_back = False
+        self.admission_item = admission_item
+        self.certificate = certificate
+        self.suspended_at: datetime | None = None
 
     # -- who is accountable (事事有人办) ------------------------------------------------
 
@@ -113,13 +131,52 @@ class WorkOrder(GridloopAggregate):
         self._require("register")
         self._registered(category=category, note=note, occurred_at=occurred_at, actor=actor)
 
-    def reject(self, *, reason_code: str, reason: str, occurred_at: datetime, actor: str) -> None:
-        """不予立案: refuse the report, with the reason."""
+    def reject(self, *, reason_code: str, reason: str, occurred_at: datetime, actor: str, rule: str = "") -> None:
+        """不予立案: refuse the report, with the reason (and the rule, when one decides it)."""
         self._require("reject")
         if reason_code not in REJECT_REASONS:
             raise InvalidCommand("reason_code", f"{reason_code!r} is not a rejection reason", ", ".join(REJECT_REASONS))
         _need_text("reason", reason)
-        self._rejected(reason_code=reason_code, reason=reason, occurred_at=occurred_at, actor=actor)
+        self._rejected(reason_code=reason_code, reason=reason, rule=rule, occurred_at=occurred_at, actor=actor)
+
+    def recategorise(self, *, category: str, reason: str, occurred_at: datetime, actor: str) -> None:
+        """改类: the case belongs to another category; routing follows the new one."""
+        self._require("recategorise")
+        if category == self.category:
+            raise InvalidCommand("category", f"the case is already {category}", "a different category")
+        _need_text("reason", reason)
+        self._recategorised(
+            category=category, previous=self.category, reason=reason, occurred_at=occurred_at, actor=actor
+        )
+
+    def hand_over(
+        self, *, stage: str, to_unit: str, deadline: datetime | None, reason: str, occurred_at: datetime, actor: str
+    ) -> None:
+        """通办流转: 全县通办's hand-overs — to the processing unit (户籍地办理), then back to the completing unit."""
+        if not self.service_item:
+            raise InvalidCommand("case_id", "is not a 全县通办 service request", "a case reported with a service item")
+        self._require("hand_over")
+        _need_text("reason", reason)
+        if stage == HAND_OVER_PROCESSING:
+            if self.status is Status.HANDLED:
+                raise IllegalTransition(self.status.value, "hand_over to processing", ("hand_over to completing",))
+            if to_unit != self.processing_unit:
+                raise InvalidCommand("to_unit", f"{to_unit!r} is not the processing unit", self.processing_unit)
+            if deadline is None or deadline <= occurred_at:
+                raise InvalidCommand("deadline", "is missing or not after the hand-over", "a time after it")
+            from_unit = self.desk
+        elif stage == HAND_OVER_COMPLETING:
+            if self.status is not Status.HANDLED or self.handed_back:
+                raise IllegalTransition(self.status.value, "hand_over to completing", self.allowed_actions())
+            if to_unit != self.desk:
+                raise InvalidCommand("to_unit", f"{to_unit!r} is not the completing unit", self.desk)
+            from_unit = self.unit
+        else:
+            raise InvalidCommand("stage", f"{stage!r} is not a hand-over stage", "processing, completing")
+        self._handed_over(
+            stage=stage, from_unit=from_unit, to_unit=to_unit, deadline=deadline, reason=reason,
+            occurred_at=occurred_at, actor=actor,
+        )  # fmt: skip
 
     def merge_into(self, *, target: WorkOrder, reason: str, occurred_at: datetime, actor: str) -> None:
         """合并: this report duplicates ``target``; the target carries on."""
@@ -230,10 +287,12 @@ class WorkOrder(GridloopAggregate):
         _need_text("reason", reason)
         self._suspended(reason=reason, occurred_at=occurred_at, actor=actor)
 
-    def resume(self, *, note: str, occurred_at: datetime, actor: str) -> None:
-        """恢复: take a suspended case up again where it stood."""
+    def resume(self, *, note: str, occurred_at: datetime, actor: str, deadline: datetime | None = None) -> None:
+        """恢复: take a suspended case up again where it stood; its deadline moves by the time it was parked."""
         self._require("resume")
-        self._resumed(note=note, occurred_at=occurred_at, actor=actor)
+        if deadline is not None and self.deadline is not None and deadline < self.deadline:
+            raise InvalidCommand("deadline", "a resumption cannot shorten the deadline", "at or after the old one")
+        self._resumed(note=note, deadline=deadline, occurred_at=occurred_at, actor=actor)
 
     def report_handling(self, *, result: str, photos: list[str], occurred_at: datetime, actor: str) -> None:
         """处置反馈: the handler reports what was done, with evidence."""
@@ -244,13 +303,28 @@ class WorkOrder(GridloopAggregate):
     def verify(self, *, passed: bool, note: str, occurred_at: datetime, actor: str) -> None:
         """核查: passed closes the case (结案); failed sends it back for rework (返工)."""
         self._require("verify")
+        if self.service_item and not self.handed_back:
+            raise IllegalTransition("handled, not yet handed back", "verify", ("hand_over to completing (受理地办结)",))
         if not passed:
             _need_text("note", note)
         self._verified(passed=passed, note=note, occurred_at=occurred_at, actor=actor)
 
-    def escalate(self, *, level: int, reason: str, occurred_at: datetime, actor: str) -> None:
-        """督办: raise the case to a supervising level (1 grid leader … 5 city)."""
+    def escalate(
+        self,
+        *,
+        level: int,
+        reason: str,
+        occurred_at: datetime,
+        actor: str,
+        policy: str = "",
+        policy_version: str = "",
+        inputs: dict[str, str] | None = None,
+        due: datetime | None = None,
+    ) -> None:
+        """督办: raise the case to a supervising level (1 grid leader … 5 city), by a person or the supervisor."""
         self._require("escalate")
+        if policy and not policy_version:
+            raise InvalidCommand("policy_version", "a policy decision must name the policy's version")
         if level not in ESCALATION_LEVELS:
             raise InvalidCommand("level", f"{level} is not a supervision level", "1 (grid leader) to 5 (city)")
         if level < self.escalation_level:
@@ -260,7 +334,34 @@ class WorkOrder(GridloopAggregate):
                 f"{self.escalation_level} to 5",
             )
         _need_text("reason", reason)
-        self._escalated(level=level, reason=reason, occurred_at=occurred_at, actor=actor)
+        self._escalated(
+            level=level, reason=reason, policy=policy, policy_version=policy_version, inputs=dict(inputs or {}),
+            due=due, occurred_at=occurred_at, actor=actor,
+        )  # fmt: skip
+
+    def warn_deadline(
+        self,
+        *,
+        step: str,
+        threshold: int,
+        due: datetime,
+        policy: str,
+        policy_version: str,
+        occurred_at: datetime,
+        actor: str,
+    ) -> None:
+        """预警 / 催办: a step has used half (催办), three quarters (临期, yellow) or all (超期, red) of its limit."""
+        self._require("warn_deadline")
+        if step not in STEPS:
+            raise InvalidCommand("step", f"{step!r} is not a timed step", ", ".join(STEPS))
+        if threshold not in WARNINGS:
+            raise InvalidCommand("threshold", f"{threshold} is not a warning threshold", "50, 75 or 100 (per cent)")
+        if not policy or not policy_version:
+            raise InvalidCommand("policy", "a warning must name the policy and version that raised it")
+        self._deadline_warned(
+            step=step, threshold=threshold, light=WARNINGS[threshold], due=due, policy=policy,
+            policy_version=policy_version, occurred_at=occurred_at, actor=actor,
+        )  # fmt: skip
 
     def call_back(self, *, satisfaction: int, fixed: bool, note: str, occurred_at: datetime, actor: str) -> None:
         """回访: the resident's verdict; "not fixed" reopens the case."""
@@ -285,8 +386,31 @@ class WorkOrder(GridloopAggregate):
         self._move(Status.REGISTERED, occurred_at)
 
     @event("Rejected")
-    def _rejected(self, reason_code: str, reason: str, occurred_at: datetime, actor: str) -> None:
+    def _rejected(self, reason_code: str, reason: str, occurred_at: datetime, actor: str, rule: str = "") -> None:
         self._move(Status.REJECTED, occurred_at)
+
+    @event("Recategorised")
+    def _recategorised(self, category: str, previous: str, reason: str, occurred_at: datetime, actor: str) -> None:
+        self.category = category
+        self.last_occurred_at = max(self.last_occurred_at, occurred_at)
+
+    @event("HandedOver")
+    def _handed_over(
+        self,
+        stage: str,
+        from_unit: str,
+        to_unit: str,
+        deadline: datetime | None,
+        reason: str,
+        occurred_at: datetime,
+        actor: str,
+    ) -> None:
+        if stage == HAND_OVER_PROCESSING:
+            self.unit, self.worker, self.deadline = to_unit, "", deadline
+            self._move(Status.DISPATCHED, occurred_at)
+        else:
+            self.handed_back = True
+            self.last_occurred_at = max(self.last_occurred_at, occurred_at)
 
     @event("Merged")
     def _merged(self, into_case: UUID, reason: str, occurred_at: datetime, actor: str) -> None:
@@ -357,13 +481,16 @@ class WorkOrder(GridloopAggregate):
     @event("Suspended")
     def _suspended(self, reason: str, occurred_at: datetime, actor: str) -> None:
         self.suspended_from = self.status
+        self.suspended_at = occurred_at
         self._move(Status.SUSPENDED, occurred_at)
 
     @event("Resumed")
-    def _resumed(self, note: str, occurred_at: datetime, actor: str) -> None:
+    def _resumed(self, note: str, occurred_at: datetime, actor: str, deadline: datetime | None = None) -> None:
         previous = self.suspended_from
         assert previous is not None
-        self.suspended_from = None
+        self.suspended_from = self.suspended_at = None
+        if deadline is not None:
+            self.deadline = deadline
         self._move(previous, occurred_at)
 
     @event("HandlingReported")
@@ -378,8 +505,32 @@ class WorkOrder(GridloopAggregate):
             self._reopen(occurred_at)
 
     @event("Escalated")
-    def _escalated(self, level: int, reason: str, occurred_at: datetime, actor: str) -> None:
+    def _escalated(
+        self,
+        level: int,
+        reason: str,
+        occurred_at: datetime,
+        actor: str,
+        policy: str = "",
+        policy_version: str = "",
+        inputs: dict[str, str] = {},  # noqa: B006 - never mutated; the wire type is a map, never null
+        due: datetime | None = None,
+    ) -> None:
         self.escalation_level = level
+        self.last_occurred_at = max(self.last_occurred_at, occurred_at)
+
+    @event("DeadlineWarned")
+    def _deadline_warned(
+        self,
+        step: str,
+        threshold: int,
+        light: str,
+        due: datetime,
+        policy: str,
+        policy_version: str,
+        occurred_at: datetime,
+        actor: str,
+    ) -> None:
         self.last_occurred_at = max(self.last_occurred_at, occurred_at)
 
     @event("CalledBack")
@@ -403,6 +554,7 @@ class WorkOrder(GridloopAggregate):
     def _release(self) -> None:
         """The assignee and their deadline are gone: the desk holds the case until the next dispatch."""
         self.unit, self.worker, self.deadline = "", "", None
+        self.handed_back = False
 
     def _move(self, status: Status, occurred_at: datetime) -> None:
         self.status = status

@@ -6,7 +6,7 @@ from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
 
-from engine.lifecycle import ASSIGNEE_STATES, DESK_STATES, Status
+from engine.lifecycle import ASSIGNEE_STATES, DESK_STATES, HAND_OVER_PROCESSING, Status
 from engine.reference import Grid
 from engine.work_order import WorkOrder
 from projections.projection import (
@@ -51,6 +51,8 @@ SCHEMA = (
     "worker TEXT NOT NULL DEFAULT '', "
     "deadline TEXT, "
     "escalation_level INTEGER NOT NULL DEFAULT 0, "
+    "escalation_due TEXT, "
+    "light TEXT NOT NULL DEFAULT '', "
     "reported_at TEXT NOT NULL, "
     "last_occurred_at TEXT NOT NULL, "
     "closed_at TEXT, "
@@ -85,11 +87,14 @@ _INSERT_CASE = (
 
 # Entering these states changes more than the status. A return and every reopening release the
 # assignee and their deadline, as the aggregate does: the desk holds the case until it dispatches again.
-_RELEASE = "unit = '', worker = '', deadline = NULL"
+# A new step starts a new clock: the deadline light (预警灯) of the last one goes out.
+_RELEASE = "unit = '', worker = '', deadline = NULL, light = ''"
 ON_ENTERING = {
     Status.RETURNED: f"{_RELEASE}, return_count = return_count + 1",
     Status.REOPENED: f"{_RELEASE}, rework_count = rework_count + 1, closed_at = NULL",
-    Status.CLOSED: "closed_at = :occurred_at",
+    Status.CLOSED: "closed_at = :occurred_at, light = ''",
+    Status.DISPATCHED: "light = ''",
+    Status.HANDLED: "light = ''",
 }
 
 
@@ -139,7 +144,33 @@ class CaseBoard(CaseFold, Projection):
 
     @process_event.register(event_class(WorkOrder, "Escalated"))
     def _escalated(self, event: Any, position: int, cursor: Cursor) -> None:
-        self.move(event, position, cursor, "escalation_level = :level", level=event.level)
+        due = getattr(event, "due", None)
+        changes = "escalation_level = :level, escalation_due = :due"
+        self.move(event, position, cursor, changes, level=event.level, due=iso(due) if due else None)
+
+    @process_event.register(event_class(WorkOrder, "DeadlineWarned"))
+    def _deadline_warned(self, event: Any, position: int, cursor: Cursor) -> None:
+        self.move(event, position, cursor, "light = :light", light=event.light)
+
+    @process_event.register(event_class(WorkOrder, "Resumed"))
+    def _resumed(self, event: Any, position: int, cursor: Cursor) -> None:
+        deadline = getattr(event, "deadline", None)
+        changes = "deadline = COALESCE(:deadline, deadline)"
+        self.move(event, position, cursor, changes, deadline=iso(deadline) if deadline else None)
+
+    @process_event.register(event_class(WorkOrder, "HandedOver"))
+    def _handed_over(self, event: Any, position: int, cursor: Cursor) -> None:
+        if event.stage == HAND_OVER_PROCESSING:
+            changes = "unit = :unit, worker = '', deadline = :deadline"
+            self.move(event, position, cursor, changes, unit=event.to_unit, deadline=iso(event.deadline))
+        else:
+            self.move(event, position, cursor)
+
+    @process_event.register(event_class(WorkOrder, "Recategorised"))
+    def _recategorised(self, event: Any, position: int, cursor: Cursor) -> None:
+        changes = "category = :category, category_name = :category_name"
+        name = self.category_name(event.category)
+        self.move(event, position, cursor, changes, category=event.category, category_name=name)
 
     @process_event.register(event_class(WorkOrder, "CalledBack"))
     def _called_back(self, event: Any, position: int, cursor: Cursor) -> None:

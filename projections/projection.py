@@ -185,6 +185,7 @@ class CaseFold:
         status = status_after(
             type(event).__name__, current, suspended_from,
             passed=getattr(event, "passed", None), fixed=getattr(event, "fixed", None),
+            stage=getattr(event, "stage", None),
         )  # fmt: skip
         if status is Status.SUSPENDED:
             suspended_from = current if current is not Status.SUSPENDED else suspended_from

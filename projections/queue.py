@@ -6,7 +6,7 @@ from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
 
-from engine.lifecycle import ASSIGNEE_STATES, Status
+from engine.lifecycle import ASSIGNEE_STATES, HAND_OVER_PROCESSING, Status
 from engine.work_order import WorkOrder
 from projections.projection import (
     ANSWERS_AS_SQL,
@@ -80,5 +80,20 @@ class WorkerQueue(CaseFold, Projection):
     def _assigned(self, event: Any, position: int, cursor: Cursor) -> None:
         changes = "unit = :unit, worker = :worker, deadline = :deadline, assigned_at = :occurred_at"
         self.move(event, position, cursor, changes, unit=event.unit, worker=event.worker, deadline=iso(event.deadline))
+
+    @process_event.register(event_class(WorkOrder, "HandedOver"))
+    def _handed_over(self, event: Any, position: int, cursor: Cursor) -> None:
+        """全县通办: the processing unit takes the case; the hand-back leaves it with the desk."""
+        if event.stage == HAND_OVER_PROCESSING:
+            changes = "unit = :unit, worker = '', deadline = :deadline, assigned_at = :occurred_at"
+            self.move(event, position, cursor, changes, unit=event.to_unit, deadline=iso(event.deadline))
+        else:
+            self.move(event, position, cursor)
+
+    @process_event.register(event_class(WorkOrder, "Resumed"))
+    def _resumed(self, event: Any, position: int, cursor: Cursor) -> None:
+        deadline = getattr(event, "deadline", None)
+        changes = "deadline = COALESCE(:deadline, deadline)"
+        self.move(event, position, cursor, changes, deadline=iso(deadline) if deadline else None)
 
     follow_every_case_event(process_event)

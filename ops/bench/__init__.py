@@ -103,6 +103,10 @@ def command_path(n: int, repeats: int) -> Measurement:
                         patrol_id=None,
                         occurred_at=T0,
                         actor="bench",
+                        service_item="",
+                        processing_unit="",
+                        admission_item="",
+                        certificate="",
                     )
                 )
             app.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -251,11 +252,12 @@ def test_the_closed_loop_end_to_end_records_every_step(app: Gridloop, clock: Man
     assert order.status is Status.EVALUATED and order.accountable is None
     # Occurred time comes from the source (two hours before it was recorded); recorded time from the clock.
     reported = app.repository.event_store.get(case_id)
-    first = next(iter(reported))
-    assert first.occurred_at == T0 - timedelta(hours=2)  # type: ignore[attr-defined]
+    first: Any = next(iter(reported))
+    assert first.occurred_at == T0 - timedelta(hours=2)
     assert first.timestamp == T0
     # The default deadline comes from the category's time limit.
     limit = app.catalogue.category("C0101").time_limit_hours
+    assert limit is not None
     assert order.deadline == T0 + timedelta(minutes=60) + timedelta(hours=limit)
 
 
@@ -379,3 +381,120 @@ def test_a_repeated_command_that_could_not_run_again_still_returns_its_first_res
         app.execute(c.AcceptCase(command_id="acc", actor="W2", case_id=case_id))
     with pytest.raises(IllegalTransition):
         app.execute(c.AcceptCase(command_id="acc-2", actor="W1", case_id=case_id))
+
+
+# -- 挂账 pauses the clock ------------------------------------------------------------------------
+
+
+def dispatched_case(app: Gridloop, clock: ManualClock, at: datetime) -> UUID:
+    """A C0101 case (2 working hours) reported, registered and dispatched to the water company at ``at``."""
+    clock.set(at)
+    case_id = app.execute(report()).aggregate_id
+    app.execute(c.RegisterCase(command_id="reg", actor="op1", case_id=case_id))
+    app.execute(c.DispatchCase(command_id="dis", actor="op1", case_id=case_id, unit="water", reason="r"))
+    return case_id
+
+
+def test_a_resumed_case_has_its_deadline_moved_by_exactly_the_working_time_it_was_suspended(
+    app: Gridloop, clock: ManualClock
+) -> None:
+    """Dispatched Friday 15:00 (due 17:00), parked Friday 16:00, taken up Monday 09:30: 2.5 working hours parked."""
+    case_id = dispatched_case(app, clock, datetime(2026, 11, 27, 7, 0, tzinfo=UTC))  # Friday 15:00 +08:00
+    due = app.case(case_id).deadline
+    assert due == datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    suspended_at, resumed_at = datetime(2026, 11, 27, 8, 0, tzinfo=UTC), datetime(2026, 11, 30, 1, 30, tzinfo=UTC)
+    clock.set(suspended_at)
+    app.execute(c.SuspendCase(command_id="sus", actor="op1", case_id=case_id, reason="电力施工"))
+    clock.set(resumed_at)
+    result = app.execute(c.ResumeCase(command_id="res", actor="op1", case_id=case_id, note="施工结束"))
+    order = app.case(case_id)
+    assert order.deadline is not None
+    parked = app.calendar.between(suspended_at, resumed_at)
+    assert parked == timedelta(hours=2, minutes=30)
+    assert app.calendar.between(due, order.deadline) == parked
+    assert order.deadline == datetime(2026, 11, 30, 2, 30, tzinfo=UTC)  # Monday 10:30 +08:00
+    assert result.events == ("Resumed",)
+    resumed: Any = list(app.repository.event_store.get(case_id))[-1]
+    assert resumed.deadline == order.deadline
+
+
+def test_a_case_suspended_after_its_deadline_stays_overdue_when_resumed(app: Gridloop, clock: ManualClock) -> None:
+    case_id = dispatched_case(app, clock, datetime(2026, 11, 27, 7, 0, tzinfo=UTC))
+    due = app.case(case_id).deadline
+    clock.set(datetime(2026, 11, 27, 9, 15, tzinfo=UTC))  # a quarter of an hour late
+    app.execute(c.SuspendCase(command_id="sus", actor="op1", case_id=case_id, reason="电力施工"))
+    clock.set(datetime(2026, 11, 30, 1, 30, tzinfo=UTC))
+    app.execute(c.ResumeCase(command_id="res", actor="op1", case_id=case_id))
+    assert app.case(case_id).deadline == due
+
+
+# -- 全县通办 through the command path --------------------------------------------------------------
+
+
+def test_a_tongban_request_goes_to_its_processing_unit_and_comes_back_to_be_closed(
+    app: Gridloop, clock: ManualClock
+) -> None:
+    case_id = app.execute(
+        report(category="S0303", description="申请低保", service_item="TB01", registered_in=GRID)
+    ).aggregate_id
+    app.execute(c.RegisterCase(command_id="reg", actor="desk", case_id=case_id))
+    handed = app.execute(c.HandOverCase(command_id="ho", actor="desk", case_id=case_id, reason="户籍地办理"))
+    order = app.case(case_id)
+    days = app.intake.services.item("TB01").time_limit_days
+    assert (handed.events, order.status, order.unit) == (("HandedOver",), Status.DISPATCHED, "140827100")
+    assert order.deadline == app.calendar.add_days(T0, days)
+    clock.advance(timedelta(hours=1))
+    app.execute(c.AcceptCase(command_id="acc", actor="street:140827100", case_id=case_id))
+    handled = app.execute(
+        c.ReportHandling(command_id="done", actor="street:140827100", case_id=case_id, result="已审批")
+    )
+    assert handled.events == ("HandlingReported", "HandedOver")
+    order = app.case(case_id)
+    assert (order.status, order.handed_back, order.accountable) == (Status.HANDLED, True, "desk:140827100")
+    app.execute(c.VerifyCase(command_id="ver", actor="desk", case_id=case_id, passed=True))
+    assert app.case(case_id).status is Status.CLOSED
+
+
+def test_an_ordinary_case_cannot_be_handed_over_and_nothing_is_recorded(app: Gridloop) -> None:
+    case_id = app.execute(report()).aggregate_id
+    app.execute(c.RegisterCase(command_id="reg", actor="op1", case_id=case_id))
+    before = log_length(app)
+    with pytest.raises(InvalidCommand, match="is not a 全县通办 service request"):
+        app.execute(c.HandOverCase(command_id="ho", actor="op1", case_id=case_id, reason="x"))
+    assert log_length(app) == before
+
+
+# -- 改类, 预警, 督办 by a policy -------------------------------------------------------------------
+
+
+def test_a_case_is_recategorised_only_to_a_known_category(app: Gridloop) -> None:
+    case_id = app.execute(report()).aggregate_id
+    before = log_length(app)
+    with pytest.raises(UnknownReference, match="unknown category 'Z9999'"):
+        app.execute(c.RecategoriseCase(command_id="rc0", actor="op1", case_id=case_id, category="Z9999", reason="x"))
+    assert log_length(app) == before
+    app.execute(c.RecategoriseCase(command_id="rc1", actor="op1", case_id=case_id, category="C0102", reason="雨水篦子"))
+    assert app.case(case_id).category == "C0102"
+
+
+def test_a_supervisors_warning_and_escalation_name_their_policy(app: Gridloop) -> None:
+    case_id = app.execute(report()).aggregate_id
+    app.execute(c.RegisterCase(command_id="reg", actor="op1", case_id=case_id))
+    app.execute(c.DispatchCase(command_id="dis", actor="op1", case_id=case_id, unit="water", reason="r"))
+    due = app.case(case_id).deadline
+    assert due is not None
+    warning = c.WarnDeadline(
+        command_id="warn-1", actor="policy:sla", case_id=case_id, step="accept", threshold=100, due=due, policy="sla",
+        policy_version="1",
+    )  # fmt: skip
+    assert app.execute(warning).events == ("DeadlineWarned",)
+    escalation = c.EscalateCase(
+        command_id="escalate-1", actor="policy:ladder", case_id=case_id, level=2, reason="超期", policy="ladder",
+        policy_version="1", inputs={"overdue_hours": "1"}, due=due + timedelta(hours=4),
+    )  # fmt: skip
+    app.execute(escalation)
+    warned, escalated = list[Any](app.repository.event_store.get(case_id))[-2:]
+    assert (warned.light, warned.policy) == ("red", "sla")
+    assert (escalated.policy, escalated.inputs) == ("ladder", {"overdue_hours": "1"})
+    with pytest.raises(InvalidCommand, match="threshold: 90 is not a warning threshold"):
+        app.execute(dataclasses.replace(warning, command_id="warn-2", threshold=90))

@@ -42,10 +42,10 @@ class RecordingGridloop(Gridloop):
 
 
 def run_scenario(db: Path) -> RecordingGridloop:
-    """A district, two grids, two workers, a patrol and five cases taken through every step of the loop."""
+    """A district, two grids, two workers, a patrol and eight cases taken through every step of the loop."""
     clock = ManualClock(START)
     app = RecordingGridloop({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db)}, clock=clock)
-    category = next(iter(app.catalogue.categories))
+    category, other_category = list(app.catalogue.categories)[:2]
     counter = iter(range(1000))
 
     def run(command_class: type[c.Command], **fields: Any) -> UUID:
@@ -96,14 +96,40 @@ def run_scenario(db: Path) -> RecordingGridloop:
     duplicate = run(c.ReportCase, description="井盖没了", **report)
     run(c.MergeCase, case_id=duplicate, into_case=found)
     rejected = run(c.ReportCase, description="请盖个章", **report)
-    run(c.RejectCase, case_id=rejected, reason_code="abolished_certificate", reason="该证明已取消")
+    run(
+        c.RejectCase,
+        case_id=rejected,
+        reason_code="abolished_certificate",
+        reason="该证明已取消",
+        rule="证明事项清单: 亲属关系证明 取消",
+    )
+    # 事务准入: a department's task outside the admission catalogue is refused as it comes in, by the rule.
+    run(
+        c.ReportCase,
+        actor="department:城管局",
+        source="department",
+        category=category,
+        grid="140827100001001",
+        description="请社区巡查占道经营",
+        admission_item="I022",
+    )
     returned = run(c.ReportCase, description="楼道堆物", reporter="王五", **report)
     run(c.RegisterCase, case_id=returned, note="属实")
     run(c.DispatchCase, case_id=returned, worker="W1", reason="网格员", deadline=clock.now() + timedelta(days=1))
     run(c.ReturnCase, actor="W1", case_id=returned, reason="不属本网格")
 
-    case = run(c.ReportCase, description="路灯不亮", **report)
-    run(c.RegisterCase, case_id=case, category=category)
+    # Located by its point (no grid given); its category corrected after registration (改类).
+    case = run(
+        c.ReportCase,
+        source="resident",
+        category=other_category,
+        description="路灯不亮",
+        lon=111.65,
+        lat=35.31,
+        actor="resident:13800000000",
+    )
+    run(c.RegisterCase, case_id=case)
+    run(c.RecategoriseCase, case_id=case, category=category, reason="是路灯, 不是井盖")
     run(
         c.DispatchCase,
         case_id=case,
@@ -115,6 +141,16 @@ def run_scenario(db: Path) -> RecordingGridloop:
         deadline=clock.now() + timedelta(days=2),
     )
     run(c.ReassignCase, case_id=case, worker="W2", reason="W1 on leave")
+    run(
+        c.WarnDeadline,
+        actor="policy:sla",
+        case_id=case,
+        step="accept",
+        threshold=75,
+        due=clock.now() + timedelta(hours=1),
+        policy="sla",
+        policy_version="1",
+    )
     run(c.AcceptCase, actor="W2", case_id=case)
     run(c.RequestExtension, actor="W2", case_id=case, until=clock.now() + timedelta(days=5), reason="等配件")
     run(c.GrantExtension, case_id=case, note="同意")
@@ -123,6 +159,17 @@ def run_scenario(db: Path) -> RecordingGridloop:
     run(c.SuspendCase, case_id=case, reason="电力施工")
     run(c.ResumeCase, case_id=case)
     run(c.EscalateCase, actor="supervisor:07", case_id=case, level=2, reason="超期")
+    run(
+        c.EscalateCase,
+        actor="policy:ladder",
+        case_id=case,
+        level=3,
+        reason="超期 4 个工作小时",
+        policy="ladder",
+        policy_version="1",
+        inputs={"overdue_hours": "4"},
+        due=clock.now() + timedelta(days=1),
+    )
     run(c.ReportHandling, actor="W2", case_id=case, result="换了灯泡", photos=["oss://a.jpg", "oss://b.jpg"])
     run(c.VerifyCase, case_id=case, passed=False, note="仍不亮")
     run(c.DispatchCase, case_id=case, worker="W2", reason="返工")
@@ -131,6 +178,23 @@ def run_scenario(db: Path) -> RecordingGridloop:
     run(c.VerifyCase, case_id=case, passed=True)
     run(c.CallBack, case_id=case, satisfaction=4, fixed=True, note="基本满意")
     run(c.ReopenCase, actor="supervisor:07", case_id=case, reason="抽查不合格")
+
+    # 全县通办: accepted where the resident lives, processed where registered, handed back to close.
+    request = run(
+        c.ReportCase,
+        source="resident",
+        category=category,
+        grid="140827100001001",
+        description="申请低保",
+        service_item="TB01",
+        registered_in="140827100001001",
+        actor="resident:13900000000",
+    )
+    run(c.RegisterCase, case_id=request)
+    run(c.HandOverCase, case_id=request, reason="户籍地办理")
+    run(c.AcceptCase, actor="street:140827100", case_id=request)
+    run(c.ReportHandling, actor="street:140827100", case_id=request, result="已审批")
+    run(c.VerifyCase, case_id=request, passed=True)
     run(c.SetDuty, worker="W2", on_duty=False)
     return app
 
@@ -180,7 +244,9 @@ def test_decoded_events_have_the_python_types_the_domain_uses(scenario: Recordin
     assert reported.timestamp.tzinfo is not None and reported.timestamp.utcoffset() == timedelta(0)
     assert reported.occurred_at.tzinfo is not None
     assert reported.originator_topic == "engine.work_order:WorkOrder"
-    dispatched: Any = next(decode(encode(e)) for e in scenario.saved if getattr(e, "policy", ""))
+    dispatched: Any = next(
+        decode(encode(e)) for e in scenario.saved if event_type(e) == ("workorder", "Dispatched") and e.policy
+    )
     assert dispatched.inputs == {"distance_m": "120", "queue": "3"}
     assert isinstance(dispatched.deadline, datetime)
     handled: Any = next(decode(encode(e)) for e in scenario.saved if event_type(e) == ("workorder", "HandlingReported"))
@@ -210,6 +276,47 @@ def test_a_record_opens_with_the_magic_bytes_and_its_schema_fingerprint(scenario
         record = encode(e)
         assert record[:2] == b"\xc3\x01"
         assert record[2:10] == fingerprint_of(e) == current_schema(*event_type(e)).fingerprint
+
+
+def test_a_hand_back_has_no_deadline_and_a_resumption_carries_the_moved_one(scenario: RecordingGridloop) -> None:
+    handed: list[Any] = [decode(encode(e)) for e in scenario.saved if event_type(e) == ("workorder", "HandedOver")]
+    assert [(e.stage, e.deadline is None) for e in handed] == [("processing", False), ("completing", True)]
+    resumed: Any = next(decode(encode(e)) for e in scenario.saved if event_type(e) == ("workorder", "Resumed"))
+    assert isinstance(resumed.deadline, datetime)
+
+
+FIRST_RELEASE_CHANGED = {("workorder", name) for name in ("Escalated", "Rejected", "Reported", "Resumed")}
+"""Event types whose schema gained fields (with defaults) since release 0.1.0."""
+
+
+def test_a_record_written_with_the_first_release_decodes_with_todays_defaults(scenario: RecordingGridloop) -> None:
+    """Kafka still holds records gridloop 0.1.0 wrote: the fields added since read as their defaults."""
+    first = registry().released["0.1.0"]
+    changed = {key for key, schema in first.items() if schema.fingerprint != current_schema(*key).fingerprint}
+    assert changed == FIRST_RELEASE_CHANGED
+    tried = set()
+    for original in scenario.saved:
+        key = event_type(original)
+        if key not in changed:
+            continue
+        old = first[key]
+        old_fields = [f["name"] for f in old.schema["fields"]]
+        record = {name: getattr(original, name) for name in old_fields[3:]} | {
+            "aggregate_id": original.originator_id,
+            "aggregate_version": original.originator_version,
+            "recorded_at": original.timestamp,
+        }
+        body = BytesIO()
+        schemaless_writer(body, old.parsed, record)
+        decoded: Any = decode(MAGIC + old.fingerprint + body.getvalue())
+        assert type(decoded) is type(original)
+        for name in old_fields[3:]:
+            assert getattr(decoded, name) == getattr(original, name)
+        added = [f for f in current_schema(*key).schema["fields"] if f["name"] not in old_fields]
+        assert added
+        assert {f["name"]: getattr(decoded, f["name"]) for f in added} == {f["name"]: f["default"] for f in added}
+        tried.add(key)
+    assert tried == changed
 
 
 def written_by_an_older_schema(

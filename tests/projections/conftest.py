@@ -188,6 +188,30 @@ class Story:
         self.report("waiting", grid=G2)
         return self
 
+    def supervision_paths(self) -> Story:
+        """The dispatch-and-supervision events: a deadline warning, a recategorisation, a 全县通办 request."""
+        self.report("warned")
+        self.on("warned", c.RegisterCase)
+        self.dispatch("warned", worker="W1", hours=1)
+        self.clock.advance(timedelta(hours=2))
+        self.on(
+            "warned", c.WarnDeadline, actor="policy:supervisor", step="handle", threshold=100,
+            due=self.clock.now() - timedelta(hours=2), policy="supervisor", policy_version="1",
+        )  # fmt: skip
+
+        self.report("recategorised", grid=G2)
+        self.on("recategorised", c.RecategoriseCase, category="C0102", reason="实为井盖破损")
+        self.on("recategorised", c.RegisterCase)
+
+        self.report("tongban", grid=G1, category="S0303", service_item="TB01", registered_in=G3)
+        self.on("tongban", c.RegisterCase)
+        self.on("tongban", c.HandOverCase, reason="居住地受理, 转户籍地办理")
+        unit = self.app.case(self.cases["tongban"]).unit
+        self.on("tongban", c.AcceptCase, actor=f"unit:{unit}")
+        self.on("tongban", c.ReportHandling, actor=f"unit:{unit}", result="已审批")
+        self.on("tongban", c.VerifyCase, passed=True, note="受理地办结")
+        return self
+
 
 def event_store(path: Path, clock: ManualClock) -> Gridloop:
     return Gridloop({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}, clock=clock)

@@ -74,9 +74,9 @@ def test_after_every_command_each_case_row_matches_the_aggregate_including_who_i
 
     story.after_each = check
     setup = len(story.results)
-    story.every_path()
+    story.every_path().supervision_paths()
     assert len(cases_seen) == len(story.results) - setup
-    assert cases_seen[-1] == len(story.cases) == 12
+    assert cases_seen[-1] == len(story.cases) == 15
 
 
 def test_the_board_at_the_end_of_the_story(played: Any, place: Any) -> None:
@@ -133,7 +133,7 @@ def test_the_board_and_the_queue_ask_engine_lifecycle_where_every_case_event_lea
         return lifecycle.status_after(event_name, *args, **kwargs)
 
     monkeypatch.setattr(projection, "status_after", status_after)
-    story.every_path()
+    story.every_path().supervision_paths()
     EmbeddedRunner(story.app.recorder, story.app.mapper, views, default_projections()).run_until_caught_up()
     topics = [n.topic for n in story.app.recorder.select_notifications(1, 10_000)]
     case_events = Counter(topic.rsplit(".", 1)[1] for topic in topics if ":WorkOrder." in topic)

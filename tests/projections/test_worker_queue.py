@@ -9,6 +9,7 @@ from uuid import UUID
 from engine import commands as c
 from engine.lifecycle import Status
 from engine.work_order import WorkOrder
+from projections.projection import iso
 from projections.queries import queue, view_rows
 from projections.runner import EmbeddedRunner
 from projections.store import ViewStore
@@ -28,7 +29,7 @@ def test_at_the_end_of_the_story_each_worker_has_exactly_the_cases_they_are_acco
 
 
 def as_the_aggregate_says(order: WorkOrder) -> tuple[Any, ...]:
-    deadline = order.deadline.isoformat(timespec="microseconds") if order.deadline else None
+    deadline = iso(order.deadline) if order.deadline else None  # the views keep UTC text, so text order is time order
     suspended_from = order.suspended_from.value if order.suspended_from else None
     return order.status.value, suspended_from, order.unit, order.worker, deadline
 
@@ -53,7 +54,7 @@ def test_each_workers_queue_is_what_they_are_accountable_for_after_every_command
             assert held == as_the_aggregate_says(order), order.status
 
     story.after_each = check
-    story.every_path()
+    story.every_path().supervision_paths()
 
 
 def test_a_reassigned_case_leaves_the_first_workers_queue_and_enters_the_seconds(story: Any, views: ViewStore) -> None:

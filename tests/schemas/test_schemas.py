@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import types
@@ -254,13 +255,57 @@ def released_pairs() -> list[tuple[str, tuple[str, str]]]:
     return [(v, key) for v in released_versions() for key in sorted(registry().released[v]) if key in event_types()]
 
 
-def test_the_first_release_is_a_copy_of_todays_schemas() -> None:
-    assert "0.1.0" in released_versions()
-    first = registry().released["0.1.0"]
-    assert set(first) == set(registry().current)
-    for key, schema in first.items():
+RELEASED_TREES = {
+    "0.1.0": "bd9f09b009d67bb80c3da1cde1df7c3e1aa6db25022ab1863c2da21feca4b3f3",
+    "0.2.0": "b506ae3ff894f1b23c6417065968230b49d7bc98f2053c1e1f061bfa027cfeb7",
+}
+"""SHA-256 of each released folder (paths and bytes): a release is frozen once shipped. Add a release's hash here."""
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def tree_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(f for f in folder.rglob("*") if f.is_file()):
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def without_docs(schema: Any) -> Any:
+    """A schema's types, names, order, defaults and aliases: everything but the prose."""
+    if isinstance(schema, dict):
+        return {k: without_docs(v) for k, v in schema.items() if k != "doc"}
+    if isinstance(schema, list):
+        return [without_docs(item) for item in schema]
+    return schema
+
+
+@pytest.mark.parametrize("version", sorted(RELEASED_TREES), ids=str)
+def test_a_released_version_never_changes(version: str) -> None:
+    assert tree_hash(SCHEMAS / "released" / version) == RELEASED_TREES[version]
+
+
+def test_every_released_version_is_pinned() -> None:
+    assert set(released_versions()) == set(RELEASED_TREES)
+
+
+def test_the_newest_release_is_a_copy_of_todays_schemas() -> None:
+    """A schema change ships as a new release: the newest one is today's schemas (docs may have moved on since)."""
+    newest = max(released_versions(), key=version_key)
+    release = registry().released[newest]
+    assert set(release) == set(registry().current)
+    for key, schema in release.items():
         assert schema.fingerprint == registry().current[key].fingerprint
-        assert schema.version == "0.1.0" and registry().current[key].version == CURRENT
+        assert without_docs(dict(schema.schema)) == without_docs(full_schema(*key)), key
+        assert schema.version == newest and registry().current[key].version == CURRENT
+
+
+def test_no_event_type_a_release_wrote_is_dropped() -> None:
+    """A record of every released event type is still in Kafka somewhere: today's code must read it."""
+    for version in released_versions():
+        assert set(registry().released[version]) <= set(registry().current), version
 
 
 @pytest.mark.parametrize("filled", [True, False], ids=["filled", "empty"])
@@ -277,6 +322,31 @@ def test_todays_schema_reads_what_a_release_wrote_and_the_release_reads_todays(
     common = {f["name"] for f in released["fields"]} & {f["name"] for f in current["fields"]}
     assert {k: read_new[k] for k in common} == {k: old_datum[k] for k in common}
     assert {k: read_old[k] for k in common} == {k: new_datum[k] for k in common}
+    # A field added since the release reads as its default from the release's records.
+    added = [f for f in current["fields"] if f["name"] not in common]
+    assert {f["name"]: read_new[f["name"]] for f in added} == {f["name"]: f["default"] for f in added}
+
+
+def test_the_fields_added_since_the_first_release_all_have_defaults() -> None:
+    """Release 0.2.0 added fields to four work-order events; each reads as its default from a 0.1.0 record."""
+    first = registry().released["0.1.0"]
+    added = {
+        key: [
+            f["name"] for f in full_schema(*key)["fields"] if f["name"] not in {g["name"] for g in s.schema["fields"]}
+        ]
+        for key, s in first.items()
+    }
+    assert {key: names for key, names in added.items() if names} == {
+        ("workorder", "Escalated"): ["policy", "policy_version", "inputs", "due"],
+        ("workorder", "Rejected"): ["rule"],
+        ("workorder", "Reported"): ["service_item", "processing_unit", "admission_item", "certificate"],
+        ("workorder", "Resumed"): ["deadline"],
+    }
+    assert set(registry().current) - set(first) == {
+        ("workorder", "DeadlineWarned"),
+        ("workorder", "HandedOver"),
+        ("workorder", "Recategorised"),
+    }
 
 
 def test_a_new_field_without_a_default_breaks_reading_old_records() -> None:
