@@ -78,6 +78,7 @@ class Processes:
         self.refusals: list[Refusal] = []
         self.issued = 0
         recorder: ProcessRecorder = app.recorder
+        self._recorder = recorder
         self.tracked = {m.name: recorder.max_tracking_id(tracking_name(m)) or 0 for m in self.managers}
 
     def catch_up(self) -> int:
@@ -124,6 +125,9 @@ class Processes:
                 self.app.execute(command, tracking=tracking if last else None)
             except GridloopError as exc:
                 self.refusals.append(Refusal(manager.name, command, str(exc)))
+                if last and tracking is not None:
+                    # The refusal is the answer to this event: a restart must not ask again.
+                    self._recorder.insert_tracking(tracking)
             else:
                 self.issued += 1
 

@@ -7,7 +7,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -26,17 +26,21 @@ from engine.commands import COMMANDS
 from engine.errors import GridloopError
 from engine.kafka import DEAD_ERROR, DEAD_OFFSET, DEAD_PARTITION, DEAD_TOPIC, EVENT_TYPE
 from engine.parsing import command_fields, parse_command
+from engine.policies import NO_POLICY
 from ops.config import ConfigError, Settings, load_settings
 from ops.logs import configure_logging
 from ops.runtime import (
+    PolicyRun,
     Runtime,
     dead_letters,
     ensure_topics,
     open_kafka_runner,
     open_relay,
     open_runtime,
+    refusal_fields,
     topics,
 )
+from ops.whatif import whatif_command
 from projections import queries
 
 P = ParamSpec("P")
@@ -91,14 +95,30 @@ def runtime(settings: Settings, clock: Clock | None = None) -> Iterator[Runtime]
 @click.option("--seed", type=int, default=None, help="Random seed (default: the preset's).")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day (default: yesterday).")
 @click.option("--fresh", is_flag=True, help="Delete the data directory's stores first.")
+@click.option(
+    "--dispatch",
+    default=None,
+    help="The dispatch policy the simulated desk runs: balanced or grid-owner (default: dispatch_policy, if one).",
+)
 @click.pass_obj
 @_fail_cleanly
-def simulate(settings: Settings, preset: str, days: int, seed: int | None, start: datetime | None, fresh: bool) -> None:
+def simulate(
+    settings: Settings,
+    preset: str,
+    days: int,
+    seed: int | None,
+    start: datetime | None,
+    fresh: bool,
+    dispatch: str | None,
+) -> None:
     """Simulate district days (patrols, requests, handling) through the real command path."""
     from ops.presets import load_preset
+    from ops.simulator import DEFAULT_DISPATCH, SimulationRefused
     from ops.simulator import simulate as run_simulation
 
     spec = load_preset(preset)
+    if dispatch is None:
+        dispatch = settings.dispatch_policy if settings.dispatch_policy != NO_POLICY else DEFAULT_DISPATCH
     first_day: date = start.date() if start else (datetime.now(LOCAL).date() - timedelta(days=1))
     if fresh:
         for path in (settings.event_store_path, settings.view_store_path):
@@ -106,7 +126,10 @@ def simulate(settings: Settings, preset: str, days: int, seed: int | None, start
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
     clock = ManualClock(datetime.combine(first_day, datetime.min.time(), LOCAL).astimezone(UTC))
     with runtime(settings, clock) as rt:
-        report = run_simulation(rt.app, clock, spec, days=days, start=first_day, seed=seed)
+        try:
+            report = run_simulation(rt.app, clock, spec, days=days, start=first_day, seed=seed, dispatch=dispatch)
+        except SimulationRefused as exc:
+            raise click.UsageError(str(exc)) from None
         applied = rt.catch_up()
         log.info(
             "simulation_finished", preset=preset, days=days, commands=report.commands_executed, events_projected=applied
@@ -125,6 +148,11 @@ def simulate(settings: Settings, preset: str, days: int, seed: int | None, start
             f"{report.merges}, returned {report.returns}, reworked {report.reworks}, extensions "
             f"{report.extensions_requested} ({report.extensions_granted} granted), suspended {report.suspensions}, "
             f"escalated {report.escalations}, called back {report.call_backs} ({report.not_fixed} not fixed)"
+        )
+        out.print(
+            f"dispatch policy {report.dispatch}: {report.policy_commands} commands ({report.reassignments} "
+            f"reassignments); warnings {_by_key(report.warnings, '%')}; escalations by level "
+            f"{_by_key(report.escalations_by_level)}; policy refusals: {report.policy_refusals}"
         )
         if rt.runner is None:
             out.print(f"mode {settings.mode}: the views follow Kafka — run `gridloop relay` and `gridloop project`")
@@ -153,8 +181,41 @@ def do_command(settings: Settings, action: str | None, fields: tuple[str, ...]) 
     command = parse_command(action, data)
     with runtime(settings) as rt:
         result = rt.app.execute(command)
+        # Embedded mode: the policies answer at once (a registered case is dispatched before this returns).
+        # Mode kafka: `gridloop supervise --follow` runs them.
+        policies = rt.run_processes() if rt.runner is not None else PolicyRun()
         rt.catch_up()
-        click.echo(json.dumps(_plain(result), ensure_ascii=False))
+        click.echo(json.dumps({**_plain(result), **_plain_run(policies)}, ensure_ascii=False))
+
+
+@main.command()
+@click.option("--now", "now_text", default=None, help="Act on the time as of this moment (ISO 8601; default: now).")
+@click.option("--follow", is_flag=True, help="Keep acting every --every seconds until stopped (SIGTERM / Ctrl-C).")
+@click.option("--every", default=60.0, show_default=True, type=click.FloatRange(0.05, 3600), help="Seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one line per round).")
+@click.pass_obj
+@_fail_cleanly
+def supervise(settings: Settings, now_text: str | None, follow: bool, every: float, as_json: bool) -> None:
+    """Run the dispatch policy and the supervisor (督办): react to new events, then act on the time."""
+    if follow and now_text:
+        raise click.UsageError("--now is one moment; --follow acts on the time as it passes (give one or the other)")
+    moment = _parse_now(now_text)
+    if moment > datetime.now(UTC) + timedelta(minutes=5):
+        raise click.BadParameter(
+            f"{moment.isoformat()} is in the future; allowed: at or before now", param_hint="--now"
+        )
+    with runtime(settings) as rt:
+        if rt.processes is None:
+            raise click.UsageError("nothing to run: dispatch_policy is none and supervise is false (see ops/config.py)")
+        names = ", ".join(m.name for m in rt.processes.managers)
+        stop = _stop_on_signals() if follow else None
+        while True:
+            run = rt.run_processes(moment)
+            rt.catch_up()
+            _print_policy_run(run, moment, names, as_json)
+            if stop is None or stop.wait(every):
+                return
+            moment = datetime.now(UTC)
 
 
 @main.command()
@@ -410,6 +471,32 @@ def kafka_fetch(settings: Settings) -> None:
 # -- formatting ---------------------------------------------------------------------------
 
 
+def _print_policy_run(run: PolicyRun, now: datetime, names: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"now": now.isoformat(), **_plain_run(run)}, ensure_ascii=False))
+        return
+    counts = run.counts()
+    issued = ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "nothing"
+    out.print(
+        f"{_local(now)} {names}: {sum(counts.values())} event(s) recorded ({issued}); refused: {len(run.refusals)}"
+    )
+    for refusal in map(refusal_fields, run.refusals):
+        out.print(f"refused: {refusal['policy']} {refusal['command']} {refusal['command_id']}: {refusal['error']}")
+
+
+def _plain_run(run: PolicyRun) -> dict[str, Any]:
+    """A policy run for JSON: the events the policies recorded, their counts, and what was refused."""
+    return {
+        "policies": [_plain(e) for e in run.events],
+        "policy_counts": run.counts(),
+        "policy_refusals": [refusal_fields(r) for r in run.refusals],
+    }
+
+
+def _by_key(counts: Mapping[int, int], suffix: str = "") -> str:
+    return ", ".join(f"{key}{suffix}: {n}" for key, n in sorted(counts.items())) or "none"
+
+
 def _print_summary(summary: Any, now: datetime) -> None:
     out.print(f"\n[bold]Board[/bold] as of {_local(now)}")
     table = Table("status", "cases")
@@ -459,3 +546,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+main.add_command(whatif_command)

@@ -7,6 +7,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,11 @@ LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_RELAY_BATCH = 50_000
 HOST_PORT = r"[^\s,]+:\d{1,5}"
+DISPATCH_POLICIES = ("balanced", "grid-owner", "none")
+"""engine.dispatch.POLICIES by name, and none (the desk's people dispatch every case by hand)."""
+CALENDARS = ("china", "weekdays", "every-day")
+"""Working days: mainland China's (weekends, public holidays, 调休), Monday to Friday only, or every day."""
+WORKING_HOURS = r"(\d{2}):(\d{2})-(\d{2}):(\d{2})"
 
 
 class ConfigError(ValueError):
@@ -51,6 +57,23 @@ class Settings:
     relay_transactional_id: str = "gridloop-relay"
     """One id for every relay of an event store: a restarted relay fences its killed predecessor."""
     relay_batch_size: int = 5000
+    # Dispatch and supervision (process managers over the log): see README, "Dispatch and supervision".
+    dispatch_policy: str = "balanced"
+    """Who dispatches registered cases: a policy of engine.dispatch (balanced, grid-owner), or none."""
+    supervise: bool = True
+    """Whether the supervisor (督办) warns before deadlines and escalates late cases."""
+    calendar: str = "china"
+    """The working days deadlines are counted in: china, weekdays or every-day."""
+    working_hours: str = "08:30-17:30"
+    """The working hours of a working day, local time (Asia/Shanghai), HH:MM-HH:MM."""
+
+    @property
+    def working_day(self) -> tuple[time, time]:
+        """The start and end of working hours."""
+        span = _working_span(self.working_hours)
+        if span is None:
+            raise ConfigError(f"working_hours: {self.working_hours!r}; allowed: {HOURS_ALLOWED}")
+        return span
 
     @property
     def event_store_path(self) -> Path:
@@ -134,7 +157,28 @@ def _validated(values: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"kafka_replication: {settings.kafka_replication}; allowed: 1 to 10")
     if not 1 <= settings.relay_batch_size <= MAX_RELAY_BATCH:
         raise ConfigError(f"relay_batch_size: {settings.relay_batch_size}; allowed: 1 to {MAX_RELAY_BATCH}")
+    if settings.dispatch_policy not in DISPATCH_POLICIES:
+        raise ConfigError(f"dispatch_policy: {settings.dispatch_policy!r}; allowed: {', '.join(DISPATCH_POLICIES)}")
+    if settings.calendar not in CALENDARS:
+        raise ConfigError(f"calendar: {settings.calendar!r}; allowed: {', '.join(CALENDARS)}")
+    if _working_span(settings.working_hours) is None:
+        raise ConfigError(f"working_hours: {settings.working_hours!r}; allowed: {HOURS_ALLOWED}")
     return settings
+
+
+HOURS_ALLOWED = "HH:MM-HH:MM, the start before the end, such as 08:30-17:30"
+
+
+def _working_span(text: str) -> tuple[time, time] | None:
+    """``08:30-17:30`` as two times; None unless both are times of day and the first is the earlier."""
+    found = re.fullmatch(WORKING_HOURS, text)
+    if found is None:
+        return None
+    try:
+        start, end = (time(int(h), int(m)) for h, m in (found.group(1, 2), found.group(3, 4)))
+    except ValueError:
+        return None
+    return (start, end) if start < end else None
 
 
 def _convert(name: str, raw: Any) -> Any:
@@ -144,8 +188,22 @@ def _convert(name: str, raw: Any) -> Any:
             return float(raw)
         if kind is int:
             return int(raw)
+        if kind is bool:
+            return _to_bool(raw)
         if issubclass(kind, Path):
             return Path(raw)
         return str(raw).strip().lower()
     except (TypeError, ValueError):
-        raise ConfigError(f"{name}: {raw!r} is not a {kind.__name__}") from None
+        allowed = "; allowed: true or false (yes/no, on/off, 1/0)" if kind is bool else ""
+        raise ConfigError(f"{name}: {raw!r} is not a {kind.__name__}{allowed}") from None
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("not a yes/no value")

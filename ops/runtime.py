@@ -2,19 +2,61 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
+from typing import Any
+from uuid import UUID
+
+import structlog
 
 from engine.application import Gridloop
 from engine.clock import Clock
 from engine.kafka import PlainWriter, Record, Topics, TransactionalWriter, read_committed_consumer, to_record
+from engine.policies import NO_POLICY, processes
+from engine.process import Processes, Refusal
 from engine.relay import Relay, committed_position, store_of
+from engine.working_time import EVERY_DAY, MONDAY_TO_FRIDAY, WorkingCalendar, china_calendar
 from ops.config import Settings
 from projections.kafka_runner import KafkaRunner
 from projections.runner import EmbeddedRunner
 from projections.store import ViewStore
 from projections.views import default_projections
+
+log = structlog.get_logger()
+
+POLICY_ACTOR = "policy:"
+"""How the log names a process manager as the author of an event (``policy:<name>``)."""
+
+MAX_TICKS = 8
+"""Ticks at one moment until the managers issue nothing more (the ladder has five rungs); a bound, not a loop."""
+
+_SHOWN = ("unit", "worker", "to_unit", "deadline", "level", "step", "threshold", "due", "reason")
+"""The fields of a policy's event worth showing to an operator, when the event has them."""
+
+
+@dataclass(frozen=True)
+class PolicyEvent:
+    """One event a process manager recorded: what it did, to which case, and the fields that say how."""
+
+    event: str
+    case_id: UUID
+    actor: str
+    details: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    """What the process managers recorded in one run (oldest first) and the commands the engine refused them."""
+
+    events: tuple[PolicyEvent, ...] = ()
+    refusals: tuple[Refusal, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        """Events recorded by kind (Dispatched, Reassigned, DeadlineWarned, Escalated, HandedOver), by name."""
+        return dict(sorted(Counter(e.event for e in self.events).items()))
 
 
 @dataclass
@@ -26,11 +68,39 @@ class Runtime:
     views: ViewStore
     runner: EmbeddedRunner | None
     """The embedded runner (mode embedded); in mode kafka the views are fed by `gridloop project`."""
+    processes: Processes | None = None
+    """The configured dispatch policy and supervisor over the log; None when both are switched off."""
     closers: list[Callable[[], None]] = field(default_factory=list)
+    _refusals_logged: int = 0
 
     def catch_up(self) -> int:
         """Embedded mode: fold what the store has into the views now. Kafka mode: nothing (the workers do it)."""
         return self.runner.run_until_caught_up() if self.runner is not None else 0
+
+    def run_processes(self, now: datetime | None = None) -> PolicyRun:
+        """Let the process managers react to the log's new events and, given ``now``, act on the time until
+        nothing more is due at ``now``.
+
+        Returns what they recorded; a refused command is logged (``policy_command_refused``), never retried here.
+        """
+        if self.processes is None:
+            return PolicyRun()
+        before = self.app.recorder.max_notification_id() or 0
+        if now is None:
+            self.processes.catch_up()
+        else:
+            # One tick moves a late case one rung up the ladder; after a pause, several rungs may be due at once.
+            for _ in range(MAX_TICKS):
+                if not self.processes.tick(now):
+                    break
+        refusals = tuple(self.processes.refusals[self._refusals_logged :])
+        self._refusals_logged = len(self.processes.refusals)
+        for refusal in refusals:
+            log.warning("policy_command_refused", **refusal_fields(refusal))
+        run = PolicyRun(tuple(policy_events(self.app, before)), refusals)
+        if run.events or run.refusals:
+            log.info("policies_acted", issued=run.counts(), refused=len(run.refusals), now=now and now.isoformat())
+        return run
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -39,10 +109,48 @@ class Runtime:
         self.app.close()
 
 
+def working_calendar(settings: Settings) -> WorkingCalendar:
+    """The configured working calendar: its working days (china, weekdays, every-day) and working hours."""
+    start, end = settings.working_day
+    if settings.calendar == "china":
+        return china_calendar(start=start, end=end)
+    workdays = EVERY_DAY if settings.calendar == "every-day" else MONDAY_TO_FRIDAY
+    return WorkingCalendar(start=start, end=end, workdays=workdays)
+
+
+def policy_events(app: Gridloop, after: int) -> Iterator[PolicyEvent]:
+    """The events process managers recorded after log position ``after``, oldest first."""
+    start = after + 1
+    while page := app.recorder.select_notifications(start, 500):
+        for notification in page:
+            event: Any = app.mapper.to_domain_event(notification)
+            actor = getattr(event, "actor", "")
+            if isinstance(actor, str) and actor.startswith(POLICY_ACTOR):
+                details = {k: _text(getattr(event, k)) for k in _SHOWN if getattr(event, k, None) not in (None, "")}
+                yield PolicyEvent(type(event).__name__, event.originator_id, actor, details)
+        start = page[-1].id + 1
+
+
+def refusal_fields(refusal: Refusal) -> dict[str, str]:
+    """A refused policy command as plain fields: policy, command, command_id, case_id (empty when none), error."""
+    command = refusal.command
+    return {
+        "policy": refusal.manager,
+        "command": command.name if command else "",
+        "command_id": command.command_id if command else "",
+        "case_id": str(getattr(command, "case_id", "")),
+        "error": refusal.error,
+    }
+
+
+def _text(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
 def open_runtime(settings: Settings, clock: Clock) -> Runtime:
     """Open (creating if needed) the event store and this mode's view store named by ``settings``."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = Gridloop(settings.event_store_env(), clock=clock)
+    app = Gridloop(settings.event_store_env(), clock=clock, calendar=working_calendar(settings))
     views = ViewStore.open(settings.view_store_path)
     runner = None
     if settings.mode == "embedded":
@@ -53,7 +161,10 @@ def open_runtime(settings: Settings, clock: Clock) -> Runtime:
             default_projections(app.catalogue),
             batch_size=settings.projection_batch_size,
         )
-    return Runtime(settings, app, views, runner)
+    managers = None
+    if settings.dispatch_policy != NO_POLICY or settings.supervise:
+        managers = processes(app, dispatch=settings.dispatch_policy, supervise=settings.supervise)
+    return Runtime(settings, app, views, runner, managers)
 
 
 def topics(settings: Settings) -> Topics:

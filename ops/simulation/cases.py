@@ -1,38 +1,42 @@
-"""The life of a simulated case after its report: desk, assignee, verification, call-back and supervision."""
+"""The life of a simulated case after its report: the desk, the assignees, verification and call-back.
+
+Dispatch (派遣, 改派) and supervision (督办) are the engine's policies (engine.dispatch, engine.supervisor),
+run by the simulation's runner: the simulator registers a case, and learns from the case itself whom the
+policy chose; it plays that assignee (accept, return, extension, handling) and the desk's other steps.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from uuid import UUID
 
 from engine import commands as c
-from engine.catalogue import GRID, Catalogue, Category
+from engine.catalogue import Catalogue, Category
 from engine.lifecycle import Status, is_open
 from ops.presets import Rates
-from ops.simulation.district import MEDIATION, District, GridPlan
+from ops.simulation.district import District, GridPlan
 from ops.simulation.randomness import chance, hours, minutes, stream, weighted
 from ops.simulation.report import Tally
 from ops.simulation.runner import Runner
 from ops.simulation.working_time import add_working, at, local_date, next_working
 
 # Delays, in minutes of working time (08:30–17:30) unless said otherwise; stated assumptions.
-REGISTER_DELAY = (5, 30)  # report reaches the desk -> registered, rejected or merged
-DISPATCH_DELAY = (5, 20)  # registered -> dispatched
-ACCEPT_DELAY = (10, 60)  # dispatched -> signed for
-RETURN_DELAY = (15, 90)  # wrongly dispatched -> sent back
-REDISPATCH_DELAY = (10, 40)  # returned, failed verification or not fixed -> dispatched again
+REGISTER_DELAY = {"emergency": (2, 8), "normal": (5, 25)}  # report reaches the desk -> registered, rejected, merged
+ACCEPT_DELAY = {"emergency": (2, 12), "normal": (5, 40)}  # dispatched -> signed for (some run past the limit)
+RETURN_DELAY = (5, 30)  # dispatched to a party that says it is not theirs -> sent back (退单)
 EXTENSION_REQUEST_DELAY = (30, 180)  # signed for -> extension asked
 EXTENSION_DECISION_DELAY = (30, 120)  # asked -> granted or denied
 EXTENSION_GRANT_SHARE = 0.7
+EXTENSION_DAYS = 2  # an extension asks for two more days after the later of the deadline and now
 SUSPEND_DELAY = (30, 180)  # signed for -> suspended
 SUSPENSION_HOURS = (1, 8)  # working hours suspended before the desk resumes the case
 EMERGENCY_HANDLING_MINUTES = (20, 120)  # calendar minutes: emergencies are handled day and night
 NORMAL_HANDLING_HOURS = (2, 30)  # calendar hours, reported at the next working moment
-VERIFY_DELAY = (30, 120)  # handled -> verified
-RATE_ESCALATION_DELAY = (60, 480)  # first dispatch -> a supervisor escalates (催办), for escalation_rate of cases
+VERIFY_DELAY = (15, 65)  # handled -> verified
+URGE_DELAY = (60, 480)  # first dispatch -> a resident urges and the street escalates (群众催办), escalation_rate
 CALL_BACK_HOURS = (time(9, 0), time(17, 0))  # the working day after closing
 SATISFACTION = ((5, 0.55), (4, 0.30), (3, 0.10), (2, 0.04), (1, 0.01))  # of fixed cases, skewed high
 MAX_REWORKS = 2  # after two failed verifications the third passes
@@ -48,11 +52,17 @@ REJECT_REASONS = (
     ("out_of_scope", "不属于网格化服务管理范围"),
 )
 SUSPEND_REASONS = ("等待专项资金到位", "雨雪天气无法施工", "涉及司法程序, 等待裁决")
+RETURN_REASONS = {
+    "worker": "不属本人职责范围, 请重新派遣",
+    "community": "需专业部门处置, 社区无执法权, 请重新派遣",
+    "department": "非本单位职责, 请重新派遣",
+}
+"""Why a party sent a case back (退单): the policy then re-routes it without that party."""
 
 
 @dataclass
 class Case:
-    """What the simulator knows of one case it reported: enough to issue only legal commands."""
+    """What the simulator knows of one case it reported; the assignment is read back from the case itself."""
 
     id: UUID
     source: str
@@ -64,12 +74,9 @@ class Case:
     unit: str = ""
     worker: str = ""
     deadline: datetime | None = None
-    level: int = 0
-    swept_on: date | None = None
     dispatches: int = 0
     reworks: int = 0
     not_fixed: int = 0
-    return_reason: str = ""
     steps: list[str] = field(default_factory=list)
 
     @property
@@ -82,7 +89,7 @@ CaseStep = Callable[[Case, datetime], None]
 
 
 class CaseFlow:
-    """The desk (受理/派遣/核查/回访), the assignees and the supervisor acting on simulated cases."""
+    """The desk (受理/立案/核查/回访/挂账), the assignees and residents acting on simulated cases."""
 
     def __init__(
         self, runner: Runner, district: District, catalogue: Catalogue, rates: Rates, seed: int, tally: Tally
@@ -94,10 +101,7 @@ class CaseFlow:
         self.tally = tally
         self.cases: dict[UUID, Case] = {}
         self.open: dict[UUID, Case] = {}
-        self.on_duty: set[str] = set()
-        self._workers = {w.code: w for w in district.workers}
-        self._grids = district.grids
-        self._grid_index = {g.code: i for i, g in enumerate(district.grids)}
+        self._units = {g.community for g in district.grids}
 
     # -- reports --------------------------------------------------------------------------
 
@@ -115,7 +119,8 @@ class CaseFlow:
         self.cases[case.id] = case
         self.open[case.id] = case
         self.tally.sources[source] += 1
-        self._later(case, add_working(self.runner.now, minutes(case.rng, *REGISTER_DELAY)), self._triage)
+        delay = minutes(case.rng, *REGISTER_DELAY[category.tier])
+        self._later(case, add_working(self.runner.now, delay), self._triage)
         return True
 
     # -- the desk -------------------------------------------------------------------------
@@ -142,83 +147,35 @@ class CaseFlow:
                 self._move(case, Status.MERGED, "merges")
             return
         if self._run(c.RegisterCase(command_id=self._id(), actor=desk, case_id=case.id, note="信息核实, 予以立案")):
-            self._move(case, Status.REGISTERED)
-            self._later(case, add_working(now, minutes(rng, *DISPATCH_DELAY)), self._dispatch)
+            self._follow(case, now)
+            if case.dispatches == 1 and chance(rng, self.rates.escalation_rate):
+                self._later(case, add_working(now, minutes(rng, *URGE_DELAY)), self._urge)
 
-    def _dispatch(self, case: Case, now: datetime) -> None:
-        rng = case.rng
-        misroute = case.dispatches == 0 and chance(rng, self.rates.return_rate)
-        wrong = self._wrong_assignee(case) if misroute else None
-        unit, worker, reason = wrong[:3] if wrong else self._right_assignee(case)
-        if case.return_reason:
-            reason = f"退单后改派 ({case.return_reason}): {reason}"
-        if worker and worker not in self.on_duty:
-            # Not expected with these hours (the desk works while staff are on duty): the unit takes it.
-            worker, reason = "", f"{reason}; 网格员不在岗, 派至所在单位"
-        category = case.category
-        inputs = {"category": category.code, "grid": case.grid.code, "department": category.department}
-        command = c.DispatchCase(
-            command_id=self._id(), actor=_desk(case), case_id=case.id, unit=unit, worker=worker, reason=reason,
-            inputs=inputs,
-        )  # fmt: skip
-        if not self._run(command):
-            return
-        case.unit, case.worker, case.return_reason = unit, worker, ""
-        # The engine's default deadline: the category's limit in working hours on the app's calendar.
-        case.deadline = self.runner.app.calendar.add(now, timedelta(hours=category.time_limit_hours))
+    def _follow(self, case: Case, now: datetime) -> None:
+        """After a step that hands the case to the dispatch policy: learn whom it chose, and play them."""
+        self._learn(case)
+        if case.status is not Status.DISPATCHED:
+            return  # left at the desk: the report shows it among the registered, returned or reopened
         case.dispatches += 1
-        self._move(case, Status.DISPATCHED)
-        if wrong:
-            case.return_reason = wrong[3]
+        rng = case.rng
+        if case.dispatches == 1 and chance(rng, self.rates.return_rate):
             self._later(case, add_working(now, minutes(rng, *RETURN_DELAY)), self._return)
         else:
-            self._later(case, add_working(now, minutes(rng, *ACCEPT_DELAY)), self._accept)
-        if case.dispatches == 1 and chance(rng, self.rates.escalation_rate):
-            self._later(case, add_working(now, minutes(rng, *RATE_ESCALATION_DELAY)), self._urge)
-
-    def _right_assignee(self, case: Case) -> tuple[str, str, str]:
-        category, grid = case.category, case.grid
-        if category.department == GRID:
-            if MEDIATION in category.skills and grid.mediator:
-                mediator = self._workers[grid.mediator]
-                return mediator.unit, mediator.code, f"调解类事项 ({category.name}), 派人民调解员"
-            return grid.community, grid.worker, f"网格服务事项 ({category.name}), 派本网格网格员"
-        department = self.catalogue.department(category.department)
-        return department.code, "", f"{category.name}属{department.name}职责, 按分类派遣"
-
-    def _wrong_assignee(self, case: Case) -> tuple[str, str, str, str] | None:
-        """A plausible first dispatch to the wrong party, and the reason it is sent back (退单)."""
-        category, grid = case.category, case.grid
-        if category.department == GRID:
-            if MEDIATION in category.skills and grid.mediator:
-                return (
-                    grid.community,
-                    grid.worker,
-                    f"网格服务事项 ({category.name}), 派本网格网格员",
-                    "纠纷需人民调解员调解",
-                )
-            neighbour = self._grids[(self._grid_index[grid.code] + 1) % len(self._grids)]
-            if neighbour.code == grid.code:
-                return None
-            reason = f"网格服务事项 ({category.name}), 派网格员"
-            return neighbour.community, neighbour.worker, reason, f"不属本网格, 应由{grid.code}网格办理"
-        others = sorted(d for d in self.catalogue.departments if d != category.department)
-        if not others:
-            return None
-        wrong = self.catalogue.department(case.rng.choice(others))
-        right = self.catalogue.department(category.department)
-        return wrong.code, "", f"{category.name}派{wrong.name}", f"非本单位职责, 应由{right.name}办理"
+            self._later(case, add_working(now, minutes(rng, *ACCEPT_DELAY[case.category.tier])), self._accept)
 
     # -- the assignee ---------------------------------------------------------------------
 
     def _return(self, case: Case, now: datetime) -> None:
-        command = c.ReturnCase(command_id=self._id(), actor=case.assignee, case_id=case.id, reason=case.return_reason)
+        """退单: the party the policy chose says the case is not theirs; the policy re-routes it without them."""
+        self._learn(case)
+        kind = "worker" if case.worker else ("community" if case.unit in self._units else "department")
+        command = c.ReturnCase(command_id=self._id(), actor=case.assignee, case_id=case.id, reason=RETURN_REASONS[kind])
         if self._run(command):
-            case.unit = case.worker = ""
-            self._move(case, Status.RETURNED, "returns")
-            self._later(case, add_working(now, minutes(case.rng, *REDISPATCH_DELAY)), self._dispatch)
+            self.tally.count("returns")
+            self._follow(case, now)
 
     def _accept(self, case: Case, now: datetime) -> None:
+        self._learn(case)  # a sign-for timeout or a worker going off duty may have moved it on
         if not self._run(c.AcceptCase(command_id=self._id(), actor=case.assignee, case_id=case.id)):
             return
         self._move(case, Status.ACCEPTED)
@@ -241,24 +198,23 @@ class CaseFlow:
             self._later(case, next_working(now + hours(rng, *NORMAL_HANDLING_HOURS)), self._handle)
 
     def _request_extension(self, case: Case, now: datetime) -> None:
+        self._learn(case)
         assert case.deadline is not None  # a signed-for case was dispatched with one
-        limit = timedelta(hours=max(24.0, case.category.time_limit_hours))
-        until = max(case.deadline, now) + limit
+        until = self.runner.app.calendar.add_days(max(case.deadline, now), EXTENSION_DAYS)
         command = c.RequestExtension(
             command_id=self._id(), actor=case.assignee, case_id=case.id, until=until, reason="需协调相关单位, 申请延期"
         )
         if self._run(command):
             self._move(case, Status.EXTENSION_REQUESTED, "extensions_requested")
             decide = self._grant if chance(case.rng, EXTENSION_GRANT_SHARE) else self._deny
-            self._later(case, add_working(now, minutes(case.rng, *EXTENSION_DECISION_DELAY)), _with(decide, until))
+            self._later(case, add_working(now, minutes(case.rng, *EXTENSION_DECISION_DELAY)), decide)
 
-    def _grant(self, case: Case, now: datetime, until: datetime) -> None:
+    def _grant(self, case: Case, now: datetime) -> None:
         if self._run(c.GrantExtension(command_id=self._id(), actor=_desk(case), case_id=case.id, note="同意延期")):
-            case.deadline = until
             self._move(case, Status.ACCEPTED, "extensions_granted")
             self._next_step(case, now)
 
-    def _deny(self, case: Case, now: datetime, until: datetime) -> None:
+    def _deny(self, case: Case, now: datetime) -> None:
         command = c.DenyExtension(
             command_id=self._id(), actor=_desk(case), case_id=case.id, reason="理由不充分, 按原时限办理"
         )
@@ -298,8 +254,8 @@ class CaseFlow:
                 c.VerifyCase(command_id=self._id(), actor=_desk(case), case_id=case.id, passed=False, note=note)
             ):
                 case.reworks += 1
-                self._move(case, Status.REOPENED, "reworks")
-                self._later(case, add_working(now, minutes(rng, *REDISPATCH_DELAY)), self._dispatch)
+                self.tally.count("reworks")
+                self._follow(case, now)
             return
         command = c.VerifyCase(
             command_id=self._id(), actor=_desk(case), case_id=case.id, passed=True, note="核查属实, 结案"
@@ -328,34 +284,30 @@ class CaseFlow:
             self._move(case, Status.EVALUATED)
             return
         case.not_fixed += 1
-        self._move(case, Status.REOPENED, "not_fixed")
-        self._later(case, add_working(now, minutes(rng, *REDISPATCH_DELAY)), self._dispatch)
+        self.tally.count("not_fixed")
+        self._follow(case, now)
 
-    # -- supervision (督办) ------------------------------------------------------------------
+    # -- a resident urges (群众催办) -----------------------------------------------------------
 
     def _urge(self, case: Case, now: datetime) -> None:
-        self._escalate(case, "群众催办, 督促加快办理")
-
-    def sweep(self, now: datetime) -> None:
-        """The supervisor's round: every open case past its deadline rises one level, once a day."""
-        today = local_date(now)
-        for case in list(self.open.values()):
-            if case.deadline is not None and case.deadline < now and case.swept_on != today:
-                case.swept_on = today
-                self._escalate(case, "超过处置时限未办结, 督办")
-
-    def _escalate(self, case: Case, reason: str) -> None:
-        if not is_open(case.status) or case.level >= TOP_LEVEL:
+        """A resident chases the case and the street escalates it one level (the supervisor's own rounds are
+        the engine's: ``Runner.tick``)."""
+        order = self.runner.app.case(case.id)
+        if not order.is_open or order.escalation_level >= TOP_LEVEL:
             return
         command = c.EscalateCase(
-            command_id=self._id(), actor=f"supervisor:{case.grid.street}", case_id=case.id, level=case.level + 1,
-            reason=reason,
+            command_id=self._id(), actor=f"supervisor:{case.grid.street}", case_id=case.id,
+            level=order.escalation_level + 1, reason="群众催办, 督促加快办理",
         )  # fmt: skip
-        if self._run(command):
-            case.level += 1
-            self.tally.count("escalations")
+        self._run(command)
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _learn(self, case: Case) -> None:
+        """Read the case's state, assignee and deadline back from the store (the policies may have moved it)."""
+        order = self.runner.app.case(case.id)
+        case.unit, case.worker, case.deadline = order.unit, order.worker, order.deadline
+        self._move(case, order.status)
 
     def _later(self, case: Case, when: datetime, step: CaseStep) -> None:
         self.runner.at(when, lambda now: step(case, now))
@@ -379,7 +331,3 @@ class CaseFlow:
 def _desk(case: Case) -> str:
     """The dispatcher on duty at the case's district command centre (指挥中心)."""
     return f"op:{case.grid.district}-01"
-
-
-def _with(step: Callable[[Case, datetime, datetime], None], until: datetime) -> CaseStep:
-    return lambda case, now: step(case, now, until)

@@ -1,4 +1,8 @@
-"""The discrete-event loop: a heap of (time, sequence, action) that moves the manual clock and runs commands."""
+"""The discrete-event loop: a heap of (time, sequence, action) that moves the manual clock and runs commands.
+
+The engine's process managers (dispatch policy, supervisor) run alongside: they catch up after every
+command, as they do behind the command line, and act on the time when the runner ticks.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from engine.application import CommandResult, Gridloop
 from engine.clock import ManualClock
 from engine.commands import Command
 from engine.errors import GridloopError
+from engine.process import Processes
 from ops.simulation.report import Tally
 from ops.simulation.working_time import local_date
 
@@ -20,11 +25,14 @@ Action = Callable[[datetime], None]
 class Runner:
     """Runs scheduled actions in time order; every command goes through ``app.execute`` at the clock's time."""
 
-    def __init__(self, app: Gridloop, clock: ManualClock, prefix: str, tally: Tally, now: datetime) -> None:
+    def __init__(
+        self, app: Gridloop, clock: ManualClock, prefix: str, tally: Tally, now: datetime, processes: Processes
+    ) -> None:
         self.app = app
         self.clock = clock
         self.tally = tally
         self.now = now
+        self.processes = processes
         self._prefix = prefix
         self._heap: list[tuple[datetime, int, Action]] = []
         self._sequence = 0
@@ -54,13 +62,23 @@ class Runner:
         return f"{self._prefix}:{day}:{self._numbered}"
 
     def execute(self, command: Command) -> CommandResult | None:
-        """Run one command at the simulated now; a refusal is counted and returns None (a simulator bug)."""
-        if self.now > self.clock.now():
-            self.clock.set(self.now)
+        """Run one command at the simulated now, then let the policies answer it; a refusal is counted and
+        returns None (a simulator bug)."""
+        self._advance_clock()
         try:
             result = self.app.execute(command)
         except GridloopError as exc:
             self.tally.refused(command, exc)
             return None
         self.tally.executed(result)
+        self.processes.catch_up()
         return result
+
+    def tick(self, now: datetime) -> None:
+        """Let the policies act on the time (sign-for timeouts, warnings, escalations): an action the day schedules."""
+        self._advance_clock()
+        self.processes.tick(now)
+
+    def _advance_clock(self) -> None:
+        if self.now > self.clock.now():
+            self.clock.set(self.now)

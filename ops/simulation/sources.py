@@ -33,7 +33,7 @@ HOURLY_WEIGHTS = (1, 1, 1, 1, 1, 2, 4, 8, 12, 12, 12, 10, 8, 10, 12, 12, 10, 8, 
 DEPARTMENT_SHARE = 0.10  # department hand-overs per resident request
 SENSOR_SHARE = 0.05  # sensor alerts per resident request
 SENSORS_PER_GRID = 20
-SWEEPS = (time(10, 0), time(15, 30))  # the supervisor's rounds
+TICK_EVERY = timedelta(minutes=15)  # how often the policies look at the time (sign-for timeouts, 督办), in working time
 HOTLINE = "hotline:12345"
 
 
@@ -78,8 +78,17 @@ class DaySchedule:
         self._requests(day)
         self._reports(day, "department", DEPARTMENT_SHARE, self.handed_over)
         self._reports(day, "sensor", SENSOR_SHARE, self.sensed)
-        for sweep in SWEEPS:
-            self.runner.at(at(day, sweep), self.flow.sweep)
+        self._ticks(day)
+
+    def _ticks(self, day: date) -> None:
+        """The policies' clock: every quarter hour in which the engine's working time ran (its limits count only that),
+        up to the first quarter hour after work ends."""
+        calendar = self.runner.app.calendar
+        start = midnight(day)
+        for n in range(timedelta(days=1) // TICK_EVERY):
+            when = start + n * TICK_EVERY
+            if calendar.is_working(when) or calendar.is_working(when - TICK_EVERY):
+                self.runner.at(when, self.runner.tick)
 
     # -- duty (上岗/下岗) ----------------------------------------------------------------------
 
@@ -91,9 +100,9 @@ class DaySchedule:
 
     def _sign(self, worker: str, *, on_duty: bool) -> Callable[[datetime], None]:
         def act(_: datetime) -> None:
-            command = c.SetDuty(command_id=self.runner.command_id(), actor=worker, worker=worker, on_duty=on_duty)
-            if self.runner.execute(command) is not None:
-                (self.flow.on_duty.add if on_duty else self.flow.on_duty.discard)(worker)
+            self.runner.execute(
+                c.SetDuty(command_id=self.runner.command_id(), actor=worker, worker=worker, on_duty=on_duty)
+            )
 
         return act
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, time
 from pathlib import Path
 
 import pytest
 
-from ops.config import ConfigError, Settings, load_settings
+from engine.dispatch import POLICIES
+from engine.policies import NO_POLICY
+from engine.working_time import CHINA
+from ops.config import DISPATCH_POLICIES, ConfigError, Settings, load_settings
+from ops.runtime import working_calendar
 
 
 def test_defaults_put_the_stores_under_var() -> None:
@@ -38,6 +43,12 @@ def test_environment_overrides_the_file_and_arguments_override_both(tmp_path: Pa
         ({"GRIDLOOP_KAFKA_VERSION": "latest"}, "kafka_version: 'latest'; allowed: an Apache Kafka release"),
         ({"GRIDLOOP_KAFKA_PARTITIONS": "0"}, "kafka_partitions: 0; allowed: 1 to 1000"),
         ({"GRIDLOOP_KAFKA_REPLICATION": "all"}, "kafka_replication: 'all' is not a int"),
+        ({"GRIDLOOP_DISPATCH_POLICY": "random"}, "dispatch_policy: 'random'; allowed: balanced, grid-owner, none"),
+        ({"GRIDLOOP_SUPERVISE": "sometimes"}, "supervise: 'sometimes' is not a bool; allowed: true or false"),
+        ({"GRIDLOOP_CALENDAR": "gregorian"}, "calendar: 'gregorian'; allowed: china, weekdays, every-day"),
+        ({"GRIDLOOP_WORKING_HOURS": "9-5"}, "working_hours: '9-5'; allowed: HH:MM-HH:MM"),
+        ({"GRIDLOOP_WORKING_HOURS": "17:30-08:30"}, "working_hours: '17:30-08:30'; allowed: HH:MM-HH:MM, the start"),
+        ({"GRIDLOOP_WORKING_HOURS": "08:30-24:30"}, "working_hours: '08:30-24:30'; allowed"),
     ],
 )
 def test_a_wrong_value_is_named_with_what_is_allowed(environ: dict[str, str], words: str) -> None:
@@ -63,3 +74,44 @@ def test_an_unknown_setting_in_the_file_is_refused(tmp_path: Path) -> None:
     config.write_text('[gridloop]\ncolour = "red"\n')
     with pytest.raises(ConfigError, match="colour: not a setting; known settings: data_dir"):
         load_settings({"GRIDLOOP_CONFIG": str(config)})
+
+
+def test_dispatch_and_supervision_default_to_the_balanced_policy_and_the_mainland_calendar() -> None:
+    settings = load_settings({})
+    assert (settings.dispatch_policy, settings.supervise, settings.calendar) == ("balanced", True, "china")
+    assert settings.working_day == (time(8, 30), time(17, 30))
+
+
+def test_the_configurable_dispatch_policies_are_the_engines_and_none() -> None:
+    assert set(DISPATCH_POLICIES) == {*POLICIES, NO_POLICY}
+
+
+def test_the_file_switches_the_supervisor_off_and_sets_the_working_hours(tmp_path: Path) -> None:
+    config = tmp_path / "gridloop.toml"
+    config.write_text('[gridloop]\nsupervise = false\ndispatch_policy = "grid-owner"\nworking_hours = "09:00-18:00"\n')
+    settings = load_settings({"GRIDLOOP_CONFIG": str(config)})
+    assert (settings.supervise, settings.dispatch_policy) == (False, "grid-owner")
+    assert settings.working_day == (time(9), time(18))
+    assert load_settings({"GRIDLOOP_SUPERVISE": "yes"}).supervise is True
+
+
+@pytest.mark.parametrize(
+    ("calendar", "day", "working"),
+    [
+        ("china", date(2026, 10, 1), False),  # National Day
+        ("china", date(2026, 10, 10), True),  # a Saturday worked for the National Day week (调休)
+        ("china", date(2026, 11, 23), True),  # an ordinary Monday
+        ("weekdays", date(2026, 10, 1), True),  # no holiday table
+        ("weekdays", date(2026, 10, 10), False),
+        ("every-day", date(2026, 11, 22), True),  # a Sunday
+    ],
+)
+def test_the_configured_calendar_decides_which_days_are_working_days(calendar: str, day: date, working: bool) -> None:
+    assert working_calendar(load_settings({"GRIDLOOP_CALENDAR": calendar})).is_workday(day) is working
+
+
+def test_the_configured_working_hours_bound_the_working_day() -> None:
+    calendar = working_calendar(load_settings({"GRIDLOOP_WORKING_HOURS": "09:00-18:00"}))
+    monday = date(2026, 11, 23)
+    assert not calendar.is_working(datetime.combine(monday, time(8, 45), CHINA))
+    assert calendar.is_working(datetime.combine(monday, time(17, 45), CHINA))

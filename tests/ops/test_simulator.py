@@ -15,14 +15,18 @@ import pytest
 
 from engine.application import Gridloop
 from engine.clock import ManualClock
+from engine.errors import UnknownReference
 from engine.lifecycle import Status, status_after
+from engine.working_time import china_calendar
 from ops.presets import Preset, StaffSpec, load_preset
-from ops.simulation.district import plan_district
+from ops.simulation.district import plan_district, setup_commands
 from ops.simulation.working_time import ZONE, add_working, is_working, midnight
 from ops.simulator import SimulationReport, simulate
 
-START = date(2026, 11, 23)
+START = date(2026, 11, 23)  # a Monday
+SUNDAY = date(2026, 11, 22)
 DESK_EVENTS = ("Registered", "Rejected", "Merged", "Dispatched", "Verified", "CalledBack", "Suspended", "Resumed")
+"""What the desk does, and the dispatches the policy makes at once when the desk registers, verifies or calls back."""
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -60,6 +64,10 @@ def _log(app: Gridloop) -> list[tuple[str, bytes]]:
 def _events(app: Gridloop, kind: str) -> list[Any]:
     prefix = {"case": "engine.work_order:", "patrol": "engine.patrol:", "worker": "engine.reference:Worker."}[kind]
     return [app.mapper.to_domain_event(n) for n in _notifications(app) if n.topic.startswith(prefix)]
+
+
+POLICY_EVENTS = ("Dispatched", "Reassigned", "DeadlineWarned", "Escalated", "HandedOver")
+"""The events a policy's command records (one command, one event)."""
 
 
 def _name(event: Any) -> str:
@@ -119,18 +127,46 @@ def test_a_different_seed_gives_a_different_day_in_the_same_district() -> None:
     ]
 
 
-def test_simulating_again_on_a_store_that_holds_the_run_records_nothing_new(tmp_path: Path) -> None:
+def test_a_day_the_store_already_holds_is_refused_and_a_later_day_repeats_only_the_set_up(tmp_path: Path) -> None:
     path = tmp_path / "district.sqlite"
     app, clock = _store(path)
     first = simulate(app, clock, _small_yuanqu(), start=START)
     again_app, again_clock = _store(path)
-    again = simulate(again_app, again_clock, _small_yuanqu(), start=START)
-    assert again.events_recorded == 0
+    with pytest.raises(ValueError, match="already holds 2026-11-23 of preset yuanqu-small with seed 140827"):
+        simulate(again_app, again_clock, _small_yuanqu(), start=START)
     assert again_app.recorder.max_notification_id() == first.last_position
-    assert again.commands_repeated == again.commands_executed == first.commands_executed
+    later = simulate(again_app, again_clock, _small_yuanqu(), start=START + timedelta(days=1))
+    setup = sum(1 for _ in setup_commands(plan_district(_small_yuanqu())))
     assert first.commands_repeated == 0
-    assert (again.cases_reported, again.cases_by_status) == (first.cases_reported, first.cases_by_status)
-    assert again.refused_commands == 0
+    assert later.commands_repeated == setup
+    assert later.first_position == first.last_position and later.events_recorded > 500
+    assert (later.refused_commands, later.policy_refusals) == (0, 0), later.refusals + later.policy_refusal_texts
+
+
+def test_the_desk_runs_the_dispatch_policy_it_is_given() -> None:
+    app, clock = _store()
+    report = simulate(app, clock, _small_yuanqu(), start=START, dispatch="grid-owner")
+    assert (report.dispatch, report.refused_commands, report.policy_refusals) == ("grid-owner", 0, 0)
+    dispatched = [e for e in _events(app, "case") if _name(e) == "Dispatched"]
+    assert dispatched and {(e.policy, e.actor) for e in dispatched} == {("grid-owner", "policy:dispatch/grid-owner")}
+
+
+def test_an_unknown_dispatch_policy_is_refused_with_the_known_ones() -> None:
+    app, clock = _store()
+    with pytest.raises(UnknownReference, match="balanced, grid-owner"):
+        simulate(app, clock, _small_yuanqu(), start=START, dispatch="random")
+
+
+def test_on_a_sunday_of_the_mainland_calendar_cases_are_dispatched_but_no_deadline_clock_runs() -> None:
+    clock = ManualClock(midnight(SUNDAY))
+    app = Gridloop({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": ":memory:"}, clock=clock,
+                   calendar=china_calendar())  # fmt: skip
+    report = simulate(app, clock, _small_yuanqu(), start=SUNDAY)
+    named = Counter(_name(e) for e in _events(app, "case"))
+    assert named["Dispatched"] > 10
+    assert report.warnings == {}
+    assert named["DeadlineWarned"] == 0
+    assert all(e.actor.startswith("supervisor:") for e in _events(app, "case") if _name(e) == "Escalated")
 
 
 def test_a_clock_past_the_start_is_refused_because_it_does_not_go_back() -> None:
@@ -158,6 +194,37 @@ def test_a_simulated_yuanqu_issues_only_legal_commands(yuanqu: tuple[Gridloop, S
     assert report.commands_executed > 5000
 
 
+def test_the_policies_command_nothing_the_engine_refuses(yuanqu: tuple[Gridloop, SimulationReport]) -> None:
+    _, report = yuanqu
+    assert report.policy_refusals == 0, report.policy_refusal_texts
+    assert report.policy_commands > 500
+    assert json.loads(json.dumps(report.as_dict()))["dispatch"] == "balanced"
+
+
+def test_every_dispatch_is_the_policy_s_decision_with_its_reason_and_inputs(
+    yuanqu: tuple[Gridloop, SimulationReport],
+) -> None:
+    app, _ = yuanqu
+    moves = [e for e in _events(app, "case") if _name(e) in ("Dispatched", "Reassigned")]
+    assert moves
+    for move in moves:
+        assert (move.actor, move.policy, move.policy_version) == ("policy:dispatch/balanced", "balanced", "1")
+        assert move.reason and move.inputs["category"] and move.inputs["trigger"]
+        assert move.worker or move.unit
+
+
+def test_a_returned_case_is_dispatched_again_to_another_party(yuanqu: tuple[Gridloop, SimulationReport]) -> None:
+    app, report = yuanqu
+    cases = _events(app, "case")
+    assert report.returns > 0
+    for index, event in enumerate(cases):
+        if _name(event) != "Returned":
+            continue
+        again = next(e for e in cases[index:] if e.originator_id == event.originator_id and _name(e) == "Dispatched")
+        assert event.actor not in (again.worker, again.unit)
+        assert again.occurred_at == event.occurred_at
+
+
 def test_every_path_of_the_closed_loop_is_exercised(yuanqu: tuple[Gridloop, SimulationReport]) -> None:
     app, _ = yuanqu
     cases = _events(app, "case")
@@ -179,12 +246,16 @@ def test_every_path_of_the_closed_loop_is_exercised(yuanqu: tuple[Gridloop, Simu
         "HandlingReported",
         "Verified",
         "Escalated",
+        "DeadlineWarned",
+        "Reassigned",
         "CalledBack",
     ):
         assert seen[step] > 0, f"no {step} in two days of Yuanqu"
     assert any(_name(e) == "Verified" and not e.passed for e in cases), "no rework"
     assert any(_name(e) == "CalledBack" and not e.fixed for e in cases), "no call-back answering not fixed"
-    assert max(e.level for e in cases if _name(e) == "Escalated") >= 2
+    assert max(e.level for e in cases if _name(e) == "Escalated" and e.actor == "policy:supervisor") >= 2
+    assert any(_name(e) == "Escalated" and not e.actor.startswith("policy:") for e in cases), "no resident urged"
+    assert {e.threshold for e in cases if _name(e) == "DeadlineWarned"} == {50, 75, 100}
     assert {e.source for e in cases if _name(e) == "Reported"} == {
         "patrol",
         "resident",
@@ -229,7 +300,12 @@ def test_the_report_matches_counts_folded_from_the_event_log(yuanqu: tuple[Gridl
     assert report.extensions_granted == named["ExtensionGranted"]
     assert report.extensions_denied == named["ExtensionDenied"]
     assert report.suspensions == named["Suspended"]
-    assert report.escalations == named["Escalated"]
+    assert report.escalations == named["Escalated"] == sum(report.escalations_by_level.values())
+    assert report.escalations_by_level == dict(Counter(e.level for e in cases if _name(e) == "Escalated"))
+    assert report.warnings == dict(Counter(e.threshold for e in cases if _name(e) == "DeadlineWarned"))
+    assert report.reassignments == named["Reassigned"]
+    policy_events = sum(1 for e in cases if _name(e) in POLICY_EVENTS and e.actor.startswith("policy:"))
+    assert report.policy_commands == policy_events
     assert report.call_backs == named["CalledBack"]
     assert report.not_fixed == sum(1 for e in cases if _name(e) == "CalledBack" and not e.fixed)
     assert report.patrols == Counter(_name(e) for e in _events(app, "patrol"))["Started"]
