@@ -152,12 +152,6 @@ class CaseBoard(CaseFold, Projection):
     def _deadline_warned(self, event: Any, position: int, cursor: Cursor) -> None:
         self.move(event, position, cursor, "light = :light", light=event.light)
 
-    @process_event.register(event_class(WorkOrder, "Resumed"))
-    def _resumed(self, event: Any, position: int, cursor: Cursor) -> None:
-        deadline = getattr(event, "deadline", None)
-        changes = "deadline = COALESCE(:deadline, deadline)"
-        self.move(event, position, cursor, changes, deadline=iso(deadline) if deadline else None)
-
     @process_event.register(event_class(WorkOrder, "HandedOver"))
     def _handed_over(self, event: Any, position: int, cursor: Cursor) -> None:
         if event.stage == HAND_OVER_PROCESSING:

@@ -170,6 +170,12 @@ class CaseFold:
         """批准延期: the deadline moves."""
         self.move(event, position, cursor, "deadline = :deadline", deadline=iso(event.new_deadline))
 
+    def resumed(self, event: Any, position: int, cursor: Cursor) -> None:
+        """恢复: the deadline moves on by the working time the case was parked (挂账 pauses the clock)."""
+        deadline = getattr(event, "deadline", None)
+        changes = "deadline = COALESCE(:deadline, deadline)"
+        self.move(event, position, cursor, changes, deadline=iso(deadline) if deadline else None)
+
     def move(self, event: Any, position: int, cursor: Cursor, changes: str = "", **fields: Any) -> None:
         """Fold one event into its case's row: its own ``changes``, the state it leads to, what entering it does.
 
@@ -228,6 +234,7 @@ def follow_every_case_event(process_event: Any) -> None:
         "Reported": CaseFold.reported,
         "Registered": CaseFold.registered,
         "ExtensionGranted": CaseFold.extension_granted,
+        "Resumed": CaseFold.resumed,
     }
     registry = process_event.dispatcher.registry
     for name in event_names():

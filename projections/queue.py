@@ -90,10 +90,4 @@ class WorkerQueue(CaseFold, Projection):
         else:
             self.move(event, position, cursor)
 
-    @process_event.register(event_class(WorkOrder, "Resumed"))
-    def _resumed(self, event: Any, position: int, cursor: Cursor) -> None:
-        deadline = getattr(event, "deadline", None)
-        changes = "deadline = COALESCE(:deadline, deadline)"
-        self.move(event, position, cursor, changes, deadline=iso(deadline) if deadline else None)
-
     follow_every_case_event(process_event)
