@@ -11,7 +11,7 @@ from uuid import UUID
 from engine import commands as c
 from engine.catalogue import GRID, Catalogue
 from engine.errors import InvalidCommand
-from engine.lifecycle import ASSIGNEE_STATES, HAND_OVER_PROCESSING, Status, status_after
+from engine.lifecycle import ASSIGNEE_STATES, HAND_OVER_PROCESSING, Status, status_after_event
 from engine.process import ProcessManager
 from engine.routing import Area, Route, RoutingTable
 from engine.working_time import WorkingCalendar
@@ -147,11 +147,7 @@ class AutoDispatch(ProcessManager):
             return
         name = type(event).__name__
         before = _holding(case)
-        status = status_after(
-            name, case.status, case.suspended_from,
-            passed=getattr(event, "passed", None), fixed=getattr(event, "fixed", None),
-            stage=getattr(event, "stage", None),
-        )  # fmt: skip
+        status = status_after_event(event, case.status, case.suspended_from)
         case.suspended_from = (case.suspended_from or case.status) if status is Status.SUSPENDED else None
         case.status = status
         if name in ("Dispatched", "Reassigned") or (name == "HandedOver" and event.stage == HAND_OVER_PROCESSING):

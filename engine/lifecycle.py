@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Status(StrEnum):
@@ -180,3 +181,12 @@ def status_after(
         return suspended_from
     assert current is not None, f"{event_name} does not move a case, so it needs the current status"
     return current
+
+
+def status_after_event(event: Any, current: Status | None, suspended_from: Status | None = None) -> Status:
+    """``status_after`` for a work-order event object: its name and the fields that decide where it leads."""
+    return status_after(
+        type(event).__name__, current, suspended_from,
+        passed=getattr(event, "passed", None), fixed=getattr(event, "fixed", None),
+        stage=getattr(event, "stage", None),
+    )  # fmt: skip

@@ -10,7 +10,7 @@ from uuid import UUID
 from engine import commands as c
 from engine.catalogue import Catalogue
 from engine.dispatch import WORK_ORDER
-from engine.lifecycle import HAND_OVER_PROCESSING, Status, is_open, status_after
+from engine.lifecycle import HAND_OVER_PROCESSING, Status, is_open, status_after_event
 from engine.process import ProcessManager
 from engine.sla import Timer, crossed
 from engine.working_time import WorkingCalendar
@@ -89,11 +89,7 @@ class Supervisor(ProcessManager):
         if case is None:
             return
         at = event.occurred_at
-        status = status_after(
-            name, case.status, case.suspended_from,
-            passed=getattr(event, "passed", None), fixed=getattr(event, "fixed", None),
-            stage=getattr(event, "stage", None),
-        )  # fmt: skip
+        status = status_after_event(event, case.status, case.suspended_from)
         case.suspended_from = (case.suspended_from or case.status) if status is Status.SUSPENDED else None
         case.status = status
         if name == "Recategorised":
