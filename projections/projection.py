@@ -45,6 +45,10 @@ class Projection(ABC):
 
     name: ClassVar[str]
     """The view's name, which is also its tracking name."""
+    version: ClassVar[int] = 1
+    """The version of the view's tables and of what its handlers write into them. Raise it with any change
+    to either: the view store then drops the view's tables and tracking on opening, and the runners fold
+    the view again from the start of the log."""
     tables: ClassVar[tuple[ViewTable, ...]]
     schema: ClassVar[tuple[str, ...]]
     """The statements that create the view's tables and indexes (idempotent)."""
@@ -155,8 +159,8 @@ class CaseFold:
             "case_id": str(event.originator_id), "short_id": short_id(event.originator_id),
             "status": status_after("Reported", None).value, "category": event.category,
             "category_name": self.category_name(event.category), "source": event.source, "grid": event.grid,
-            "desk": event.desk, "occurred_at": iso(event.occurred_at), "version": event.originator_version,
-            "position": position,
+            "desk": event.desk, "description": event.description, "lon": event.lon, "lat": event.lat,
+            "occurred_at": iso(event.occurred_at), "version": event.originator_version, "position": position,
         }  # fmt: skip
 
     def registered(self, event: Any, position: int, cursor: Cursor) -> None:

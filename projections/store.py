@@ -1,13 +1,18 @@
-"""The view store: the views' tables and their tracking rows in one SQLite file of their own."""
+"""The view store: the views' tables and their tracking rows in one SQLite file of their own, and reads of its state."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
+import structlog
 from eventsourcing.persistence import IntegrityError, InterfaceError, Tracking
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
@@ -19,14 +24,25 @@ from eventsourcing.sqlite import (
     SQLiteTransaction,
 )
 
+from engine.errors import UnknownReference
 from projections.projection import Projection
-from projections.views import VIEWS
+from projections.views import VIEW_NAMES, VIEWS
 
 STATEMENT_CACHE = 256
 """Prepared statements kept per connection: every statement the views use, with room to spare."""
 
 LOCK_TIMEOUT = 60
 """Seconds a writer waits for another (a runner in another process) to commit its batch."""
+
+log = structlog.get_logger()
+
+_CREATED = re.compile(r"CREATE\s+(?:UNIQUE\s+)?(TABLE|VIEW|INDEX|TRIGGER)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I)
+
+
+def schema_objects(view: type[Projection]) -> dict[str, str]:
+    """What a view's schema creates, by name: 'table', 'view', 'index' or 'trigger' (its ViewTables included)."""
+    found = {match[2]: match[1].lower() for statement in view.schema for match in _CREATED.finditer(statement)}
+    return found | {table.name: "table" for table in view.tables}
 
 
 def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
@@ -105,12 +121,22 @@ class _PreparedStatementPool(SQLiteConnectionPool):
         return _ViewConnection(sqlite_conn=connection, max_age=self.max_age)
 
 
+_TRACKING_OF = "(application_name = :name OR application_name GLOB :per_partition)"
+"""A view's tracking rows: the embedded runner's (the view's name) and the Kafka runner's, one per partition
+(``<view>@<topic>:<partition>``, projections.kafka_runner.tracking_name)."""
+
+
+def _tracking_params(name: str) -> dict[str, str]:
+    return {"name": name, "per_partition": f"{name}@*"}
+
+
 class ViewStore(SQLiteTrackingRecorder):
     """Materialised views of the gridloop event log, with the position each view has read up to."""
 
     def __init__(self, datastore: SQLiteDatastore, views: Sequence[type[Projection]] = VIEWS) -> None:
         # Set before the library's constructor, which asks for the create-table statements.
         self.views: dict[str, type[Projection]] = {view.name: view for view in views}
+        self._dropped: list[tuple[str, int | None, int]] = []  # (view, from, to), logged once committed
         super().__init__(datastore)
 
     @classmethod
@@ -134,9 +160,62 @@ class ViewStore(SQLiteTrackingRecorder):
             super().create_table()
         except IntegrityError:
             super().create_table()
+        for name, was, now in self._dropped:
+            log.info("view_schema_changed", name=name, **{"from": was, "to": now})
+
+    def _create_table(self, c: SQLiteCursor) -> None:
+        """In the library's create transaction: drop the views whose version changed, create, record versions.
+
+        One write transaction, so a process opening the store at the same moment sees the views either
+        before or after, and the second to get the lock finds the versions recorded and drops nothing.
+        """
+        self._drop_changed_views(c)
+        super()._create_table(c)
+        c.executemany(
+            "INSERT INTO view_version (name, version) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+            [(view.name, view.version) for view in self.views.values()],
+        )
+
+    def _drop_changed_views(self, c: SQLiteCursor) -> None:
+        """Drop the tables and tracking rows of each view whose recorded version is not its class's.
+
+        A view with no recorded version is dropped too if the store holds its tables or tracking rows:
+        the store was made before versions were recorded, and its tables may lack today's columns
+        (``CREATE TABLE IF NOT EXISTS`` would keep them as they are). With no tracking row left, every
+        runner folds the view again from the start of the log.
+        """
+        self._dropped.clear()
+        c.execute("SELECT name FROM sqlite_master")
+        existing = {row[0] for row in c.fetchall()}
+        recorded: dict[str, int] = {}
+        if "view_version" in existing:
+            c.execute("SELECT name, version FROM view_version")
+            recorded = {row[0]: int(row[1]) for row in c.fetchall()}
+        for view in self.views.values():
+            was = recorded.get(view.name)
+            if was == view.version:
+                continue
+            objects = schema_objects(view)
+            tracked = "tracking" in existing and self._tracking_rows(c, view.name) > 0
+            if was is None and not tracked and not existing & objects.keys():
+                continue  # a view new to this store: nothing to drop
+            # Triggers and SQL views first, as they name the tables; indexes go with their tables.
+            for kind in ("trigger", "view", "table"):
+                for name in sorted(name for name, of_kind in objects.items() if of_kind == kind):
+                    c.execute(f"DROP {kind.upper()} IF EXISTS {name}")
+            if "tracking" in existing:
+                c.execute(f"DELETE FROM tracking WHERE {_TRACKING_OF}", _tracking_params(view.name))  # noqa: S608
+            self._dropped.append((view.name, was, view.version))
+
+    @staticmethod
+    def _tracking_rows(c: SQLiteCursor, name: str) -> int:
+        c.execute(f"SELECT COUNT(*) FROM tracking WHERE {_TRACKING_OF}", _tracking_params(name))  # noqa: S608
+        return int(c.fetchone()[0])
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
+        statements.append("CREATE TABLE IF NOT EXISTS view_version (name TEXT PRIMARY KEY, version INTEGER NOT NULL)")
         # Aggregates whose records the Kafka runner dead-letters instead of applying out of order.
         statements.append(
             "CREATE TABLE IF NOT EXISTS held_aggregate (topic TEXT NOT NULL, partition INTEGER NOT NULL, "
@@ -186,3 +265,50 @@ class ViewStore(SQLiteTrackingRecorder):
 
     def close(self) -> None:
         self.datastore.close()
+
+
+def wait_for(store: ViewStore, position: int, timeout: float, names: Sequence[str] = VIEW_NAMES) -> bool:
+    """Read-your-writes: wait (at most ``timeout`` seconds) until every named view has read ``position``.
+
+    Returns False on timeout instead of raising: the caller may still answer, marked as stale.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    while True:
+        if min(store.positions(names).values()) >= position:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        # Short first pauses: the embedded runner usually catches up within a poll interval.
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.05)
+
+
+def view_rows(store: ViewStore, name: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row of one view, table by table, in canonical order (the key columns of each table)."""
+    if name not in store.views:
+        raise UnknownReference("view", name, sorted(store.views))
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with store.reading() as cursor:
+        for table in sorted(store.views[name].tables, key=lambda t: t.name):
+            cursor.execute(f"SELECT * FROM {table.name} ORDER BY {', '.join(table.key)}")  # noqa: S608
+            rows[table.name] = [dict(zip(row.keys(), tuple(row), strict=True)) for row in cursor.fetchall()]
+    return rows
+
+
+def view_checksum(store: ViewStore, name: str) -> str:
+    """A sha256 over every row and column of one view in canonical order: equal views, equal checksums."""
+    digest = hashlib.sha256()
+    for table, rows in view_rows(store, name).items():
+        digest.update(f"table {table}\n".encode())
+        for row in rows:
+            digest.update(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def held_aggregates(store: ViewStore) -> list[dict[str, Any]]:
+    """Aggregates the Kafka runner holds back (an earlier record of theirs is dead-lettered), oldest first."""
+    with store.reading() as cursor:
+        cursor.execute("SELECT topic, partition, key, first_offset, error FROM held_aggregate ORDER BY 1, 2, 4")
+        return [dict(zip(row.keys(), tuple(row), strict=True)) for row in cursor.fetchall()]

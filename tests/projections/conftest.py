@@ -23,6 +23,9 @@ DISTRICT, STREET = "140827", "140827100"
 EAST, WEST = "140827100001", "140827100002"
 G1, G2, G3 = "140827100001001", "140827100001002", "140827100002001"
 DESK = "op:desk1"
+# Story.city: a city, a district in it, a street, a community and a grid (the district of Story.world has no city).
+CITY, COUNTY, TOWN, VILLAGE, G4 = "1408", "140828", "140828100", "140828100001", "140828100001001"
+SQUARE = '{"type":"Polygon","coordinates":[[[111.0,35.0],[111.1,35.0],[111.1,35.1],[111.0,35.0]]]}'
 WORKERS = {"W1": G1, "W2": G2, "W3": G3}
 
 
@@ -38,6 +41,12 @@ class Place:
     g2: str = G2
     g3: str = G3
     desk: str = f"desk:{DISTRICT}"
+    city: str = CITY
+    county: str = COUNTY
+    town: str = TOWN
+    village: str = VILLAGE
+    g4: str = G4
+    square: str = SQUARE
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +113,18 @@ class Story:
                 **admin,
             )  # fmt: skip
             self.do(c.SetDuty, worker=worker, on_duty=True, **admin)
+        return self
+
+    def city(self) -> Story:
+        """A city with a district of its own, one street, one community, one grid with a worker (W4) on duty."""
+        admin = {"actor": "admin"}
+        self.do(c.EstablishDivision, code=CITY, division_name="运城市", level="city", **admin)
+        self.do(c.EstablishDivision, code=COUNTY, division_name="夏县", level="district", parent=CITY, **admin)
+        self.do(c.EstablishDivision, code=TOWN, division_name="瑶峰镇", level="street", parent=COUNTY, **admin)
+        self.do(c.EstablishDivision, code=VILLAGE, division_name="东关村", level="community", parent=TOWN, **admin)
+        self.do(c.DrawGrid, code=G4, grid_name="001", community=VILLAGE, households=350, boundary=SQUARE, **admin)
+        self.do(c.EnrollWorker, code="W4", worker_name="W4", role="grid_worker", unit=VILLAGE, grid=G4, **admin)
+        self.do(c.SetDuty, worker="W4", on_duty=True, **admin)
         return self
 
     def every_path(self) -> Story:

@@ -63,7 +63,7 @@ def test_a_rebuild_in_place_reproduces_the_live_views(played: Any, tmp_path: Pat
     runner = EmbeddedRunner(app.recorder, app.mapper, store, default_projections())
     applied = runner.rebuild()
     case_events = sum(app.case(i).version for i in played.story.cases.values())
-    assert applied == case_events + 3  # the grids drawn, for the board's map
+    assert applied == case_events + 3 + 4  # the grids drawn (the board's map, the tree), the divisions established
     assert {name: view_rows(store, name) for name in VIEW_NAMES} == before
     assert runner.position == app.recorder.max_notification_id()
     store.close()
@@ -151,11 +151,12 @@ def test_a_runner_started_again_on_the_same_store_resumes_without_applying_anyth
 ) -> None:
     app = story.app
     story.report("first")
-    assert EmbeddedRunner(app.recorder, app.mapper, views, default_projections()).run_until_caught_up() == 4
+    # Four divisions established, three grids drawn, one case reported.
+    assert EmbeddedRunner(app.recorder, app.mapper, views, default_projections()).run_until_caught_up() == 8
     story.on("first", c.RegisterCase)
     again = EmbeddedRunner(app.recorder, app.mapper, views, default_projections())
     assert again.position == app.recorder.max_notification_id() - 2
-    assert again.run_until_caught_up() == 1  # the registration; the grids and the report are not applied again
+    assert again.run_until_caught_up() == 1  # the registration; the world and the report are not applied again
     assert again.run_until_caught_up() == 0
     assert find_case(views, str(story.cases["first"])).status.value == "registered"
 
