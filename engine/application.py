@@ -372,11 +372,17 @@ class Gridloop(Application[UUID]):
         return order.id, [order]
 
     def _new_code(self, kind: str, code: str) -> None:
-        """Codes name one thing each: a second division, grid or worker under a used code is refused."""
+        """Codes name one thing each: a second division, grid or worker under a used code is refused.
+
+        Divisions and grids share one tree, so neither may take a code the other has: a jurisdiction or a
+        place given by its code must name one node.
+        """
         if not code.strip():
             raise InvalidCommand("code", "is empty", f"the {kind}'s code")
-        if name_id(kind, code) in self.repository:
-            raise InvalidCommand("code", f"{kind} {code} already exists", f"a code no {kind} has")
+        kinds = ("division", "grid") if kind in ("division", "grid") else (kind,)
+        for used in kinds:
+            if name_id(used, code) in self.repository:
+                raise InvalidCommand("code", f"{used} {code} already exists", f"a code no {' or '.join(kinds)} has")
 
     def _is_division(self, code: str) -> bool:
         try:

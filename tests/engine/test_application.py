@@ -143,6 +143,28 @@ BAD_INPUT: list[tuple[str, Any, type[GridloopError], str]] = [
         f"code: grid {GRID} already exists",
     ),
     (
+        "grid code of a division",
+        c.DrawGrid(
+            command_id="g-division",
+            actor="admin",
+            code="140827100001",
+            grid_name="x",
+            community="140827100001",
+            households=10,
+            boundary=BOX,
+        ),
+        InvalidCommand,
+        "code: division 140827100001 already exists",
+    ),
+    (
+        "division code of a grid",
+        c.EstablishDivision(
+            command_id="d-grid", actor="admin", code=GRID, division_name="x", level="community", parent="140827100"
+        ),
+        InvalidCommand,
+        f"code: grid {GRID} already exists",
+    ),
+    (
         "boundary not GeoJSON",
         c.DrawGrid(
             command_id="g-bad",
