@@ -18,7 +18,8 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-run
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-## make run: simulate one day of Yuanqu into a fresh embedded store and print the board.
+## make run: simulate one day of Yuanqu into a fresh embedded store, then serve the API on it (prints the URL
+## and demo tokens; Ctrl-C stops it). PORT=8311 by default.
 ## make run MODE=kafka: the same day through a local Kafka broker: relay, project from Kafka, board.
 MODE ?= embedded
 ifeq ($(MODE),kafka)
@@ -32,8 +33,11 @@ run: $(VENV)/.installed-run kafka-jars
 	GRIDLOOP_MODE=kafka $(BIN)/gridloop --data-dir $(DATA) board --summary --now 2099-01-01T00:00+08:00
 	@echo "broker left running: $(BIN)/gridloop --data-dir $(DATA) kafka status | down"
 else
+PORT ?= 8311
 run: $(VENV)/.installed-run
 	$(BIN)/gridloop --data-dir $(DATA) simulate --preset yuanqu --days 1 --fresh
+	rm -f $(DATA)/tokens.toml
+	$(BIN)/gridloop --data-dir $(DATA) serve --port $(PORT) --demo-tokens
 endif
 
 ## make test: lint, type-check and run the whole suite.

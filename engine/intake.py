@@ -120,14 +120,18 @@ class Intake:
         return self._locator.locate(lon, lat)
 
     def _grid_code(self, report: Report) -> str:
-        if report.grid:
-            return report.grid
-        if report.lon is None or report.lat is None:
+        return self.grid_of(report.grid, report.lon, report.lat)
+
+    def grid_of(self, grid: str, lon: float | None, lat: float | None) -> str:
+        """The grid a report lands in: the one it names, else the one containing (or nearest to) its location."""
+        if grid:
+            return grid
+        if lon is None or lat is None:
             raise InvalidCommand("grid", "is empty and the report has no location", "a grid code, or lon and lat")
-        located = self.locate(report.lon, report.lat)
+        located = self.locate(lon, lat)
         if located is None:
             # 属地兜底: outside every grid, the nearest grid's people take it.
-            located = self._locator.nearest(report.lon, report.lat)
+            located = self._locator.nearest(lon, lat)
         if located is None:
             raise InvalidCommand("location", "no grid has been drawn yet", "a grid code")
         return located

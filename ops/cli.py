@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -27,6 +25,7 @@ from engine.errors import GridloopError
 from engine.kafka import DEAD_ERROR, DEAD_OFFSET, DEAD_PARTITION, DEAD_TOPIC, EVENT_TYPE
 from engine.parsing import command_fields, parse_command
 from engine.policies import NO_POLICY
+from ops.api_cli import serve_command, token_group
 from ops.config import ConfigError, Settings, load_settings
 from ops.logs import configure_logging
 from ops.runtime import (
@@ -40,6 +39,7 @@ from ops.runtime import (
     refusal_fields,
     topics,
 )
+from ops.serve import stop_on_signals
 from ops.whatif import whatif_command
 from projections import queries
 
@@ -208,7 +208,7 @@ def supervise(settings: Settings, now_text: str | None, follow: bool, every: flo
         if rt.processes is None:
             raise click.UsageError("nothing to run: dispatch_policy is none and supervise is false (see ops/config.py)")
         names = ", ".join(m.name for m in rt.processes.managers)
-        stop = _stop_on_signals() if follow else None
+        stop = stop_on_signals() if follow else None
         while True:
             run = rt.run_processes(moment)
             rt.catch_up()
@@ -231,7 +231,7 @@ def project(settings: Settings, rebuild_view: str | None, follow: bool) -> None:
             if rebuild_view:
                 rt.runner.rebuild(view)
             if follow:
-                rt.runner.run(_stop_on_signals())
+                rt.runner.run(stop_on_signals())
             applied = rt.runner.run_until_caught_up()
             click.echo(f"{applied} events applied; views at position {rt.runner.position}")
             return
@@ -240,7 +240,7 @@ def project(settings: Settings, rebuild_view: str | None, follow: bool) -> None:
         if rebuild_view:
             kafka.rebuild(view)
         if follow:
-            kafka.run(_stop_on_signals())
+            kafka.run(stop_on_signals())
         else:
             kafka.catch_up()
         click.echo(
@@ -261,7 +261,7 @@ def relay(settings: Settings, follow: bool) -> None:
         rt.closers.append(close)
         start = shipper.position
         if follow:
-            shipper.run(_stop_on_signals())
+            shipper.run(stop_on_signals())
         shipper.ship_all()
         click.echo(f"Kafka holds the log up to position {shipper.position} ({shipper.position - start} new)")
 
@@ -295,14 +295,6 @@ def dead_letter_list(settings: Settings, limit: int, as_json: bool) -> None:
     out.print(f"{len(letters)} dead letter(s) shown (limit {limit}); {len(held)} aggregate(s) held")
     for h in held:
         out.print(f"held: {h['key']} on {h['topic']}[{h['partition']}] since offset {h['first_offset']}: {h['error']}")
-
-
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, so a following process finishes its batch and closes cleanly."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    return stop
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -549,3 +541,5 @@ def _plain(value: Any) -> Any:
 
 
 main.add_command(whatif_command)
+main.add_command(serve_command)
+main.add_command(token_group)

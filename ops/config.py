@@ -66,6 +66,15 @@ class Settings:
     """The working days deadlines are counted in: china, weekdays or every-day."""
     working_hours: str = "08:30-17:30"
     """The working hours of a working day, local time (Asia/Shanghai), HH:MM-HH:MM."""
+    supervise_every: float = 60.0
+    """Seconds between the policies' looks at the clock while `gridloop serve` runs (签收超时, 预警, 督办)."""
+    # The HTTP API (`gridloop serve`): see docs/api.md.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8311
+    api_tokens: Path = Path()
+    """The token file (hashes of bearer tokens and their principals); empty: tokens.toml in data_dir."""
+    open311_public_reads: bool = True
+    """Open311 GET endpoints answer without a key, with public fields only (as GeoReport v2 has it)."""
 
     @property
     def working_day(self) -> tuple[time, time]:
@@ -74,6 +83,10 @@ class Settings:
         if span is None:
             raise ConfigError(f"working_hours: {self.working_hours!r}; allowed: {HOURS_ALLOWED}")
         return span
+
+    @property
+    def token_file(self) -> Path:
+        return self.api_tokens if str(self.api_tokens) not in ("", ".") else self.data_dir / "tokens.toml"
 
     @property
     def event_store_path(self) -> Path:
@@ -161,6 +174,12 @@ def _validated(values: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"dispatch_policy: {settings.dispatch_policy!r}; allowed: {', '.join(DISPATCH_POLICIES)}")
     if settings.calendar not in CALENDARS:
         raise ConfigError(f"calendar: {settings.calendar!r}; allowed: {', '.join(CALENDARS)}")
+    if not 0.05 <= settings.supervise_every <= 3600:
+        raise ConfigError(f"supervise_every: {settings.supervise_every}; allowed: 0.05 to 3600 seconds")
+    if not 0 <= settings.api_port <= 65535:
+        raise ConfigError(f"api_port: {settings.api_port}; allowed: 0 (any free port) to 65535")
+    if not settings.api_host:
+        raise ConfigError("api_host: empty; allowed: an address to listen on, such as 127.0.0.1 or 0.0.0.0")
     if _working_span(settings.working_hours) is None:
         raise ConfigError(f"working_hours: {settings.working_hours!r}; allowed: {HOURS_ALLOWED}")
     return settings

@@ -231,6 +231,46 @@ def board(
     worker or its unit; ``reported_from <= reported_at < reported_to``; ``overdue`` is judged at
     ``now`` (``CaseRow.is_overdue``); ``scope`` keeps the cases a reader may see.
     """
+    return _cases(_board_rows(
+        store, status=status, grid=grid, community=community, street=street, category=category, overdue=overdue,
+        assignee=assignee, case_ids=case_ids, reported_from=reported_from, reported_to=reported_to, scope=scope,
+        now=now, limit=limit, after=after,
+    ))  # fmt: skip
+
+
+def board_records(store: ViewStore, *, now: datetime, **filters: Any) -> list[dict[str, Any]]:
+    """``board`` as JSON-ready records (the board's columns as stored: ids and times as text) plus ``overdue``
+    judged at ``now``. The API's read path: no parsing of text into objects only to format them back."""
+    rows = _board_rows(store, now=now, select=f"*, {_OVERDUE_SQL} AS overdue", **filters)
+    if not rows:
+        return []
+    columns = rows[0].keys()
+    records = [dict(zip(columns, row, strict=True)) for row in rows]
+    for record in records:
+        record["overdue"] = bool(record["overdue"])
+    return records
+
+
+def _board_rows(
+    store: ViewStore,
+    *,
+    status: str | Sequence[str] | None = None,
+    grid: str | None = None,
+    community: str | None = None,
+    street: str | None = None,
+    category: str | Sequence[str] | None = None,
+    overdue: bool | None = None,
+    assignee: str | None = None,
+    case_ids: Sequence[UUID] | None = None,
+    reported_from: datetime | None = None,
+    reported_to: datetime | None = None,
+    scope: Scope = EVERYWHERE,
+    now: datetime,
+    limit: int = 100,
+    after: UUID | None = None,
+    select: str = "*",
+) -> list[Any]:
+    """The board rows (``select``: the columns) that pass every filter; see ``board``."""
     where: list[str] = []
     params: dict[str, Any] = {"now": iso(now), "limit": limit}
     if status is not None:
@@ -261,8 +301,9 @@ def board(
         params["after"] = str(after)
     with store.reading() as cursor:
         scoped = _scoped(scope_filter(cursor, scope), where, params)
-        cursor.execute(f"SELECT * FROM board {scoped}ORDER BY reported_at, case_id LIMIT :limit", params)  # noqa: S608
-        return _cases(cursor.fetchall())
+        cursor.execute(f"SELECT {select} FROM board {scoped}ORDER BY reported_at, case_id LIMIT :limit", params)  # noqa: S608
+        rows: list[Any] = cursor.fetchall()
+        return rows
 
 
 def escalations(store: ViewStore, *, now: datetime, scope: Scope = EVERYWHERE, limit: int = 100) -> list[CaseRow]:
