@@ -30,6 +30,17 @@ T0 = datetime(2026, 11, 2, 0, 30, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
+class Latency:
+    """Per-item latency of a path and of its baseline, in milliseconds: the median and the 99th percentile."""
+
+    samples: int
+    gridloop_p50: float
+    gridloop_p99: float
+    baseline_p50: float
+    baseline_p99: float
+
+
+@dataclass(frozen=True)
 class Measurement:
     """One path against its baseline: items per second (median of the repeats) and their ratio."""
 
@@ -40,6 +51,10 @@ class Measurement:
     baseline: str
     profile: str = ""
     """Where the gridloop side spent its time (cProfile, as text), for paths that are profiled."""
+    latency: Latency | None = None
+    """For paths a client waits on (the HTTP API): each item's latency on both sides."""
+    notes: tuple[str, ...] = ()
+    """What the run measured besides the rates (CPU per item, time per step), one line each."""
 
     @property
     def ratio(self) -> float:
@@ -199,12 +214,14 @@ def projection_rebuild(n: int, repeats: int) -> Measurement:
 
 def run(quick: bool = False) -> list[Measurement]:
     """Every benchmark, smaller when ``quick``; the Kafka paths on the configured broker or one of their own."""
-    from ops.bench.kafka import bench_broker, kafka_paths  # it builds on this module
+    from ops.bench.api import api_paths  # they build on this module
+    from ops.bench.kafka import bench_broker, kafka_paths
 
     n, repeats = (300, 3) if quick else (3000, 5)
     with bench_broker() as broker:  # first: a missing Java or an unreachable cluster fails before the long part
         results = [command_path(n, repeats), avro_codec(n * 3, repeats), projection_rebuild(n * 3, repeats)]
-        return results + kafka_paths(broker, n * 10, repeats)
+        results += kafka_paths(broker, n * 10, repeats)
+    return results + api_paths(quick)  # with the broker stopped: its JVM would take CPU from the servers
 
 
 def machine() -> str:
@@ -223,6 +240,19 @@ def markdown(results: list[Measurement]) -> str:
     for m in results:
         rates = f"{m.gridloop_per_s:,.0f} | {m.baseline_per_s:,.0f} | {m.ratio:.2f}"
         lines.append(f"| {m.name} | {m.items} | {rates} | {m.baseline} |")
+    timed = [(m.name, m.latency) for m in results if m.latency is not None]
+    if timed:
+        lines += [
+            "",
+            "| path | samples | gridloop p50 ms | gridloop p99 ms | baseline p50 ms | baseline p99 ms |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, t in timed:
+            shown = f"{t.gridloop_p50:.2f} | {t.gridloop_p99:.2f} | {t.baseline_p50:.2f} | {t.baseline_p99:.2f}"
+            lines.append(f"| {name} | {t.samples} | {shown} |")
+    notes = [note for m in results for note in m.notes]
+    if notes:
+        lines += ["", *(f"- {note}" for note in notes)]
     for m in results:
         if m.profile:
             lines += ["", f"Profile of {m.name} (cProfile, one extra run):", "", "```", m.profile, "```"]
