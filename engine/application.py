@@ -54,6 +54,9 @@ _ENVELOPE = frozenset({"command_id", "actor", "occurred_at", "case_id"})
 MAX_ATTEMPTS = 8
 """How often a command is retried when another writer changed the same aggregate first."""
 
+EARLIEST_YEAR, LATEST_YEAR = 1900, 3000
+"""Times a command may name (the HTTP API refuses the same range before the command is built)."""
+
 FUTURE_SKEW = timedelta(minutes=5)
 """How far ahead of the clock an ``occurred_at`` may be (phones' clocks drift)."""
 
@@ -146,6 +149,10 @@ class Gridloop(Application[UUID]):
                 raise InvalidCommand(
                     field.name, "has no UTC offset", "a timezone-aware time, e.g. 2026-11-23T09:30+08:00"
                 )
+            if isinstance(value, datetime) and not EARLIEST_YEAR <= value.year < LATEST_YEAR:
+                # Far-off times overflow when turned to UTC or moved by working time: refuse them here.
+                raise InvalidCommand(field.name, f"{value.isoformat()} is out of range",
+                                     f"a time in the years {EARLIEST_YEAR} to {LATEST_YEAR - 1}")  # fmt: skip
         handler = self._handlers[type(command)]
         fingerprint = command.fingerprint()
         for attempt in range(MAX_ATTEMPTS):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -520,3 +520,18 @@ def test_a_supervisors_warning_and_escalation_name_their_policy(app: Gridloop) -
     assert (escalated.policy, escalated.inputs) == ("ladder", {"overdue_hours": "1"})
     with pytest.raises(InvalidCommand, match="threshold: 90 is not a warning threshold"):
         app.execute(dataclasses.replace(warning, command_id="warn-2", threshold=90))
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+        datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14))),
+    ],
+    ids=["year 1", "year 9999"],
+)
+def test_a_time_out_of_any_calendar_the_engine_counts_is_refused_not_overflowed(app: Gridloop, when: datetime) -> None:
+    before = log_length(app)
+    with pytest.raises(InvalidCommand, match="is out of range"):
+        app.execute(report(occurred_at=when))
+    assert log_length(app) == before
