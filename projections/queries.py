@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from uuid import UUID
 
 from engine.errors import InvalidCommand, UnknownReference
@@ -205,24 +205,25 @@ def _queue_row(row: Any) -> QueueRow:
     )  # fmt: skip
 
 
-def board(
-    store: ViewStore,
-    *,
-    status: str | Sequence[str] | None = None,
-    grid: str | None = None,
-    community: str | None = None,
-    street: str | None = None,
-    category: str | Sequence[str] | None = None,
-    overdue: bool | None = None,
-    assignee: str | None = None,
-    case_ids: Sequence[UUID] | None = None,
-    reported_from: datetime | None = None,
-    reported_to: datetime | None = None,
-    scope: Scope = EVERYWHERE,
-    now: datetime,
-    limit: int = 100,
-    after: UUID | None = None,
-) -> list[CaseRow]:
+class BoardFilters(TypedDict, total=False):
+    """The board's filters, one definition for every query that takes them (see ``board``)."""
+
+    status: str | Sequence[str] | None
+    grid: str | None
+    community: str | None
+    street: str | None
+    category: str | Sequence[str] | None
+    overdue: bool | None
+    assignee: str | None
+    case_ids: Sequence[UUID] | None
+    reported_from: datetime | None
+    reported_to: datetime | None
+    scope: Scope
+    limit: int
+    after: UUID | None
+
+
+def board(store: ViewStore, *, now: datetime, **filters: Unpack[BoardFilters]) -> list[CaseRow]:
     """Cases in report order that pass every filter given; ``after`` is the last case of the previous page.
 
     ``status`` and ``category`` take one value or several (a case passes with any of them; none, with
@@ -231,17 +232,13 @@ def board(
     worker or its unit; ``reported_from <= reported_at < reported_to``; ``overdue`` is judged at
     ``now`` (``CaseRow.is_overdue``); ``scope`` keeps the cases a reader may see.
     """
-    return _cases(_board_rows(
-        store, status=status, grid=grid, community=community, street=street, category=category, overdue=overdue,
-        assignee=assignee, case_ids=case_ids, reported_from=reported_from, reported_to=reported_to, scope=scope,
-        now=now, limit=limit, after=after,
-    ))  # fmt: skip
+    return _cases(_board_rows(store, now, "*", filters))
 
 
-def board_records(store: ViewStore, *, now: datetime, **filters: Any) -> list[dict[str, Any]]:
+def board_records(store: ViewStore, *, now: datetime, **filters: Unpack[BoardFilters]) -> list[dict[str, Any]]:
     """``board`` as JSON-ready records (the board's columns as stored: ids and times as text) plus ``overdue``
     judged at ``now``. The API's read path: no parsing of text into objects only to format them back."""
-    rows = _board_rows(store, now=now, select=f"*, {_OVERDUE_SQL} AS overdue", **filters)
+    rows = _board_rows(store, now, f"*, {_OVERDUE_SQL} AS overdue", filters)
     if not rows:
         return []
     columns = rows[0].keys()
@@ -251,31 +248,17 @@ def board_records(store: ViewStore, *, now: datetime, **filters: Any) -> list[di
     return records
 
 
-def _board_rows(
-    store: ViewStore,
-    *,
-    status: str | Sequence[str] | None = None,
-    grid: str | None = None,
-    community: str | None = None,
-    street: str | None = None,
-    category: str | Sequence[str] | None = None,
-    overdue: bool | None = None,
-    assignee: str | None = None,
-    case_ids: Sequence[UUID] | None = None,
-    reported_from: datetime | None = None,
-    reported_to: datetime | None = None,
-    scope: Scope = EVERYWHERE,
-    now: datetime,
-    limit: int = 100,
-    after: UUID | None = None,
-    select: str = "*",
-) -> list[Any]:
+def _board_rows(store: ViewStore, now: datetime, select: str, filters: BoardFilters) -> list[Any]:
     """The board rows (``select``: the columns) that pass every filter; see ``board``."""
+    status, category, overdue = filters.get("status"), filters.get("category"), filters.get("overdue")
+    assignee, case_ids, after = filters.get("assignee"), filters.get("case_ids"), filters.get("after")
+    reported_from, reported_to = filters.get("reported_from"), filters.get("reported_to")
+    places = (("grid", filters.get("grid")), ("community", filters.get("community")), ("street", filters.get("street")))
     where: list[str] = []
-    params: dict[str, Any] = {"now": iso(now), "limit": limit}
+    params: dict[str, Any] = {"now": iso(now), "limit": filters.get("limit", 100)}
     if status is not None:
         where.append(_any_of("status", [_status(s).value for s in _values(status)], params))
-    for column, value in (("grid", grid), ("community", community), ("street", street)):
+    for column, value in places:
         if value is not None:
             where.append(f"{column} = :{column}")
             params[column] = value
@@ -300,7 +283,7 @@ def _board_rows(
         where.append("(reported_at, case_id) > (SELECT reported_at, case_id FROM board_case WHERE case_id = :after)")
         params["after"] = str(after)
     with store.reading() as cursor:
-        scoped = _scoped(scope_filter(cursor, scope), where, params)
+        scoped = _scoped(scope_filter(cursor, filters.get("scope", EVERYWHERE)), where, params)
         cursor.execute(f"SELECT {select} FROM board {scoped}ORDER BY reported_at, case_id LIMIT :limit", params)  # noqa: S608
         rows: list[Any] = cursor.fetchall()
         return rows
