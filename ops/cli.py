@@ -5,37 +5,32 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import click
 import structlog
-from rich.console import Console
 from rich.table import Table
 
-from engine.clock import Clock, ManualClock, SystemClock
+from engine.clock import ManualClock
 from engine.commands import COMMANDS
-from engine.errors import GridloopError
 from engine.kafka import DEAD_ERROR, DEAD_OFFSET, DEAD_PARTITION, DEAD_TOPIC, EVENT_TYPE
 from engine.parsing import command_fields, parse_command
 from engine.policies import NO_POLICY
 from ops.api_cli import serve_command, token_group
-from ops.config import ConfigError, Settings, load_settings
+from ops.audit import audit_group
+from ops.cli_support import LOCAL, fail_cleanly, local_time, out, parse_now, plain, runtime
+from ops.config import Settings, load_settings
+from ops.history_cli import rebuild_command, replay_command
 from ops.logs import configure_logging
 from ops.runtime import (
     PolicyRun,
-    Runtime,
     dead_letters,
     ensure_topics,
     open_kafka_runner,
     open_relay,
-    open_runtime,
     refusal_fields,
     topics,
 )
@@ -43,25 +38,7 @@ from ops.serve import stop_on_signals
 from ops.whatif import whatif_command
 from projections import queries
 
-P = ParamSpec("P")
-R = TypeVar("R")
-LOCAL = ZoneInfo("Asia/Shanghai")
 log = structlog.get_logger()
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-
-
-def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
-    """Domain and configuration errors become one clear line on stderr and exit status 2."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except (GridloopError, ConfigError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper
 
 
 @click.group()
@@ -69,21 +46,12 @@ def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None)
 @click.pass_context
-@_fail_cleanly
+@fail_cleanly
 def main(ctx: click.Context, data_dir: Path | None, log_level: str | None, log_format: str | None) -> None:
     """gridloop: work orders and grid dispatch for community grid governance (网格化治理)."""
     settings = load_settings(data_dir=data_dir, log_level=log_level, log_format=log_format)
     configure_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
-
-
-@contextmanager
-def runtime(settings: Settings, clock: Clock | None = None) -> Iterator[Runtime]:
-    rt = open_runtime(settings, clock or SystemClock())
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -101,7 +69,7 @@ def runtime(settings: Settings, clock: Clock | None = None) -> Iterator[Runtime]
     help="The dispatch policy the simulated desk runs: balanced or grid-owner (default: dispatch_policy, if one).",
 )
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def simulate(
     settings: Settings,
     preset: str,
@@ -164,7 +132,7 @@ def simulate(
 @click.argument("action", required=False)
 @click.argument("fields", nargs=-1)
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def do_command(settings: Settings, action: str | None, fields: tuple[str, ...]) -> None:
     """Run one command: gridloop do ACTION field=value ... (no ACTION lists them)."""
     if action is None:
@@ -185,7 +153,7 @@ def do_command(settings: Settings, action: str | None, fields: tuple[str, ...]) 
         # Mode kafka: `gridloop supervise --follow` runs them.
         policies = rt.run_processes() if rt.runner is not None else PolicyRun()
         rt.catch_up()
-        click.echo(json.dumps({**_plain(result), **_plain_run(policies)}, ensure_ascii=False))
+        click.echo(json.dumps({**plain(result), **_plain_run(policies)}, ensure_ascii=False))
 
 
 @main.command()
@@ -194,12 +162,12 @@ def do_command(settings: Settings, action: str | None, fields: tuple[str, ...]) 
 @click.option("--every", default=60.0, show_default=True, type=click.FloatRange(0.05, 3600), help="Seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one line per round).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def supervise(settings: Settings, now_text: str | None, follow: bool, every: float, as_json: bool) -> None:
     """Run the dispatch policy and the supervisor (督办): react to new events, then act on the time."""
     if follow and now_text:
         raise click.UsageError("--now is one moment; --follow acts on the time as it passes (give one or the other)")
-    moment = _parse_now(now_text)
+    moment = parse_now(now_text)
     if moment > datetime.now(UTC) + timedelta(minutes=5):
         raise click.BadParameter(
             f"{moment.isoformat()} is in the future; allowed: at or before now", param_hint="--now"
@@ -222,7 +190,7 @@ def supervise(settings: Settings, now_text: str | None, follow: bool, every: flo
 @click.option("--rebuild", "rebuild_view", default=None, help="Drop and rebuild one view (or 'all') from zero.")
 @click.option("--follow", is_flag=True, help="Keep following the log until stopped (SIGTERM / Ctrl-C).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def project(settings: Settings, rebuild_view: str | None, follow: bool) -> None:
     """Bring the views up to date: from the event store (mode embedded) or from Kafka as a group worker (mode kafka)."""
     view = None if rebuild_view == "all" else rebuild_view
@@ -252,7 +220,7 @@ def project(settings: Settings, rebuild_view: str | None, follow: bool) -> None:
 @main.command()
 @click.option("--follow", is_flag=True, help="Keep shipping new events until stopped (SIGTERM / Ctrl-C).")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def relay(settings: Settings, follow: bool) -> None:
     """Ship the event store's log to Kafka, each event once, resuming from what Kafka already holds."""
     with runtime(settings) as rt:
@@ -270,7 +238,7 @@ def relay(settings: Settings, follow: bool) -> None:
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def dead_letter_list(settings: Settings, limit: int, as_json: bool) -> None:
     """Records the projection workers could not apply (mode kafka): origin, event type, error; and held aggregates."""
     records = dead_letters(settings, limit)
@@ -310,7 +278,7 @@ def dead_letter_list(settings: Settings, limit: int, as_json: bool) -> None:
 @click.option("--summary", "summary_only", is_flag=True, help="Counts only.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def board(
     settings: Settings,
     status: str | None,
@@ -323,13 +291,13 @@ def board(
     as_json: bool,
 ) -> None:
     """The dispatcher's board: every case, its state, who is accountable, its deadline."""
-    now = _parse_now(now_text)
+    now = parse_now(now_text)
     with runtime(settings) as rt:
         rt.catch_up()
         if summary_only:
             summary = queries.summary(rt.views, now)
             if as_json:
-                click.echo(json.dumps(_plain(summary), ensure_ascii=False))
+                click.echo(json.dumps(plain(summary), ensure_ascii=False))
             else:
                 _print_summary(summary, now)
             return
@@ -337,7 +305,7 @@ def board(
             rt.views, status=status, grid=grid, community=community, overdue=overdue or None, now=now, limit=limit
         )
         if as_json:
-            click.echo(json.dumps([_plain(r) for r in rows], ensure_ascii=False))
+            click.echo(json.dumps([plain(r) for r in rows], ensure_ascii=False))
             return
         table = Table("case", "status", "category", "grid", "accountable", "deadline", "overdue", "督办")
         for r in rows:
@@ -348,19 +316,19 @@ def board(
                 f"{r.category} {r.category_name}",
                 r.grid,
                 r.accountable or "—",
-                _local(r.deadline),
+                local_time(r.deadline),
                 "[red]yes[/red]" if late else "",
                 str(r.escalation_level or ""),
             )
         out.print(table)
-        out.print(f"{len(rows)} case(s) shown (limit {limit}); deadlines judged at {_local(now)}")
+        out.print(f"{len(rows)} case(s) shown (limit {limit}); deadlines judged at {local_time(now)}")
 
 
 @main.command(name="case")
 @click.argument("case_id")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
     """One case: its state and its trace (痕迹), every step with who, when and why."""
     with runtime(settings) as rt:
@@ -368,19 +336,20 @@ def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
         row = queries.find_case(rt.views, case_id)
         steps = queries.timeline(rt.views, row.case_id)
         if as_json:
-            click.echo(json.dumps({"case": _plain(row), "timeline": [_plain(s) for s in steps]}, ensure_ascii=False))
+            click.echo(json.dumps({"case": plain(row), "timeline": [plain(s) for s in steps]}, ensure_ascii=False))
             return
         out.print(f"[bold]case {row.case_id}[/bold]  {row.status}  {row.category} {row.category_name}")
         out.print(
-            f"source: {row.source}   grid: {row.grid} (community {row.community})   reported {_local(row.reported_at)}"
+            f"source: {row.source}   grid: {row.grid} (community {row.community})   "
+            f"reported {local_time(row.reported_at)}"
         )
-        out.print(f"accountable: {row.accountable or '— (not open)'}   deadline: {_local(row.deadline)}")
+        out.print(f"accountable: {row.accountable or '— (not open)'}   deadline: {local_time(row.deadline)}")
         table = Table("#", "occurred", "recorded", "event", "actor", "details")
         for s in steps:
             table.add_row(
                 str(s.version),
-                _local(s.occurred_at),
-                _local(s.recorded_at),
+                local_time(s.occurred_at),
+                local_time(s.recorded_at),
                 s.event_type,
                 s.actor,
                 _short_details(s.details),
@@ -392,18 +361,18 @@ def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
 @click.argument("worker")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def queue(settings: Settings, worker: str, as_json: bool) -> None:
     """A worker's queue: the open cases assigned to them, soonest deadline first."""
     with runtime(settings) as rt:
         rt.catch_up()
         rows = queries.queue(rt.views, worker)
         if as_json:
-            click.echo(json.dumps([_plain(r) for r in rows], ensure_ascii=False))
+            click.echo(json.dumps([plain(r) for r in rows], ensure_ascii=False))
             return
         table = Table("case", "status", "category", "grid", "deadline")
         for r in rows:
-            table.add_row(str(r.case_id)[:8], r.status, r.category, r.grid, _local(r.deadline))
+            table.add_row(str(r.case_id)[:8], r.status, r.category, r.grid, local_time(r.deadline))
         out.print(table)
         out.print(f"{len(rows)} open case(s) for {worker}")
 
@@ -418,7 +387,7 @@ def kafka() -> None:
 
 @kafka.command(name="up")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def kafka_up(settings: Settings) -> None:
     """Start the broker unless it runs; print its bootstrap address."""
     from ops.kafka_broker import provisioner
@@ -428,7 +397,7 @@ def kafka_up(settings: Settings) -> None:
 
 @kafka.command(name="down")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def kafka_down(settings: Settings) -> None:
     """Stop the broker (an external cluster is left alone)."""
     from ops.kafka_broker import provisioner
@@ -438,7 +407,7 @@ def kafka_down(settings: Settings) -> None:
 
 @kafka.command(name="status")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def kafka_status(settings: Settings) -> None:
     """Print the broker's bootstrap address; exit status 1 if it is not up."""
     from ops.kafka_broker import provisioner
@@ -452,7 +421,7 @@ def kafka_status(settings: Settings) -> None:
 
 @kafka.command(name="fetch")
 @click.pass_obj
-@_fail_cleanly
+@fail_cleanly
 def kafka_fetch(settings: Settings) -> None:
     """Fetch the local broker's jars from Maven Central into kafka_cache_dir (once; later runs reuse them)."""
     from ops.kafka_broker import fetch_jars
@@ -470,7 +439,7 @@ def _print_policy_run(run: PolicyRun, now: datetime, names: str, as_json: bool) 
     counts = run.counts()
     issued = ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "nothing"
     out.print(
-        f"{_local(now)} {names}: {sum(counts.values())} event(s) recorded ({issued}); refused: {len(run.refusals)}"
+        f"{local_time(now)} {names}: {sum(counts.values())} event(s) recorded ({issued}); refused: {len(run.refusals)}"
     )
     for refusal in map(refusal_fields, run.refusals):
         out.print(f"refused: {refusal['policy']} {refusal['command']} {refusal['command_id']}: {refusal['error']}")
@@ -479,7 +448,7 @@ def _print_policy_run(run: PolicyRun, now: datetime, names: str, as_json: bool) 
 def _plain_run(run: PolicyRun) -> dict[str, Any]:
     """A policy run for JSON: the events the policies recorded, their counts, and what was refused."""
     return {
-        "policies": [_plain(e) for e in run.events],
+        "policies": [plain(e) for e in run.events],
         "policy_counts": run.counts(),
         "policy_refusals": [refusal_fields(r) for r in run.refusals],
     }
@@ -490,7 +459,7 @@ def _by_key(counts: Mapping[int, int], suffix: str = "") -> str:
 
 
 def _print_summary(summary: Any, now: datetime) -> None:
-    out.print(f"\n[bold]Board[/bold] as of {_local(now)}")
+    out.print(f"\n[bold]Board[/bold] as of {local_time(now)}")
     table = Table("status", "cases")
     for status, count in summary.by_status.items():
         table.add_row(status, str(count))
@@ -505,20 +474,6 @@ def _print_summary(summary: Any, now: datetime) -> None:
     out.print(grids)
 
 
-def _parse_now(text: str | None) -> datetime:
-    if not text:
-        return datetime.now(UTC)
-    when = datetime.fromisoformat(text)
-    return when if when.tzinfo else when.replace(tzinfo=LOCAL)
-
-
-def _local(when: datetime | str | None) -> str:
-    if when is None or when == "":
-        return "—"
-    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
-    return moment.astimezone(LOCAL).strftime("%m-%d %H:%M")
-
-
 def _short_details(details: Any) -> str:
     data = json.loads(details) if isinstance(details, str) else dict(details)
     text = ", ".join(f"{k}={v}" for k, v in data.items() if v not in ("", None, [], {}))
@@ -526,20 +481,9 @@ def _short_details(details: Any) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
 main.add_command(whatif_command)
 main.add_command(serve_command)
 main.add_command(token_group)
+main.add_command(audit_group)
+main.add_command(replay_command)
+main.add_command(rebuild_command)
