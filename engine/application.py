@@ -13,7 +13,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, ProcessRecorder, Recording, Tracking
+from eventsourcing.persistence import IntegrityError, Mapper, ProcessRecorder, Recording, Tracking
 
 from engine import commands as c
 from engine.admission import AdmissionCatalogue
@@ -27,6 +27,7 @@ from engine.lifecycle import HAND_OVER_COMPLETING, HAND_OVER_PROCESSING
 from engine.patrol import Patrol
 from engine.receipts import CommandReceipt
 from engine.reference import LEVELS, ROLES, Division, Grid, Worker
+from engine.sealing import SealingMapper, open_recorder
 from engine.tongban import ServiceItems
 from engine.work_order import WorkOrder
 from engine.working_time import WorkingCalendar, china_calendar
@@ -121,9 +122,14 @@ class Gridloop(Application[UUID]):
 
     # -- the command path -------------------------------------------------------------
 
+    def construct_mapper(self) -> Mapper[UUID]:
+        """The library's mapper, whose stored events carry their content hash for the seal."""
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=SealingMapper)
+
     def construct_recorder(self) -> ProcessRecorder:
-        """A recorder that can also keep process managers' tracking records with their commands' events."""
-        return self.factory.process_recorder()
+        """A recorder that seals every event (hash chain, checkpoints) and keeps process managers' tracking
+        records with their commands' events."""
+        return open_recorder(self.factory, self.mapper)
 
     def save(self, *objs: Any, tracking: Tracking | None = None, **kwargs: Any) -> list[Recording[UUID]]:
         """Record the aggregates' new events, with a process manager's ``tracking`` in the same transaction."""

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from eventsourcing.domain import AggregateCreated, DomainEventProtocol
 from eventsourcing.utils import get_topic
@@ -154,6 +154,27 @@ def event_type(event: DomainEventProtocol[Any]) -> tuple[str, str]:
 def fingerprint_of(event: DomainEventProtocol[Any]) -> bytes:
     """The 8-byte CRC-64-AVRO fingerprint of the schema the event is written with."""
     return _codec_of(type(event)).schema.fingerprint
+
+
+class PayloadField(NamedTuple):
+    """One payload field of an event type as the codec writes it."""
+
+    attribute: str
+    field: str  # the Avro field's name
+    type: Any  # the Avro type the schema declares, as JSON
+    has_default: bool
+    default: Any  # the schema's default (JSON form), when it has one
+
+
+def payload_of(event_class: type[DomainEventProtocol[Any]]) -> tuple[EventKey, tuple[PayloadField, ...]]:
+    """An event class's type and its payload fields in the codec's order, with their Avro types and defaults."""
+    codec = _codec_of(event_class)
+    declared = {f["name"]: f["type"] for f in codec.schema.schema["fields"]}
+    fields = tuple(
+        PayloadField(attribute, field, declared[field], field in codec.defaults, codec.defaults.get(field))
+        for attribute, field in codec.fields
+    )
+    return codec.key, fields
 
 
 def _rebuild(codec: _EventCodec, record: dict[str, Any]) -> Event:

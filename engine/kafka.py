@@ -20,8 +20,12 @@ FINGERPRINT = "schema_fingerprint"
 POSITION = "position"
 OCCURRED_AT = "occurred_at"
 RECORDED_AT = "recorded_at"
-RECORD_HEADERS = (EVENT_TYPE, FINGERPRINT, POSITION, OCCURRED_AT, RECORDED_AT)
-"""The headers every gridloop record carries, all printable ASCII (legible in kcat)."""
+PREV_HASH = "prev_hash"
+HASH = "hash"
+RECORD_HEADERS = (EVENT_TYPE, FINGERPRINT, POSITION, OCCURRED_AT, RECORDED_AT, PREV_HASH, HASH)
+"""The headers every gridloop record carries, all printable ASCII (legible in kcat); the hashes in hex."""
+CHECKPOINT = "checkpoint"
+"""The header of the record at a checkpoint position: the checkpoint's hash, in hex."""
 
 # What a dead letter adds to the record's own headers: why, and where it came from.
 DEAD_ERROR = "dlq_error"

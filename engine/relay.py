@@ -22,10 +22,13 @@ from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 from engine import codec
 from engine.errors import GridloopError
 from engine.kafka import (
+    CHECKPOINT,
     EVENT_TYPE,
     FINGERPRINT,
+    HASH,
     OCCURRED_AT,
     POSITION,
+    PREV_HASH,
     RECORDED_AT,
     Headers,
     LogWriter,
@@ -34,6 +37,8 @@ from engine.kafka import (
     partition_of,
     read_tails,
 )
+from engine.seal import Seal
+from engine.sealing import SealingError, SealReader, seal_reader
 
 log = structlog.get_logger()
 
@@ -83,16 +88,41 @@ def store_of(app_class: type[Application[UUID]], env: Mapping[str, str]) -> Appl
 
 
 class _Builder:
-    """Turns notifications into the relay's records; the same code in the relay and in its builder process."""
+    """Turns notifications into the relay's records; the same code in the relay and in its builder process.
 
-    def __init__(self, mapper: Mapper[UUID], topics: Topics, partitions: Callable[[str], int]) -> None:
+    Each record carries its event's seal (prev_hash, hash) and, at a checkpoint position, the checkpoint,
+    read from the store the notifications come from.
+    """
+
+    def __init__(
+        self, mapper: Mapper[UUID], seals: SealReader, topics: Topics, partitions: Callable[[str], int]
+    ) -> None:
         self._mapper = mapper
+        self._seals = seals
         self._topics = topics
         self._partitions = partitions
         # Per event class: topic and the two headers that depend on the class alone.
         self._by_class: dict[type[Any], tuple[str, bytes, bytes]] = {}
 
-    def build(self, notification: Notification) -> Outgoing:
+    def build(self, notifications: Sequence[Notification]) -> list[Outgoing]:
+        """The records of consecutive notifications, with their seals."""
+        if not notifications:
+            return []
+        first, last = notifications[0].id, notifications[-1].id
+        seals = {s.position: s for s in self._seals.select_seals(first, last)}
+        checkpoints = {c.position: c.hash.hex().encode() for c in self._seals.select_checkpoints(first, last)}
+        return [self._build(n, seals.get(n.id), checkpoints.get(n.id)) for n in notifications]
+
+    def _build(self, notification: Notification, sealed: Seal | None, checkpoint: bytes | None) -> Outgoing:
+        if sealed is None or (sealed.originator_id, sealed.originator_version) != (
+            notification.originator_id,
+            notification.originator_version,
+        ):
+            raise SealingError(
+                f"the event at position {notification.id} (version {notification.originator_version} of "
+                f"{notification.originator_id}) has no seal of its own: the store was altered behind gridloop's "
+                "back, and the relay ships no unsealed event (run gridloop audit verify)"
+            )
         event: Any = self._mapper.to_domain_event(notification)
         known = self._by_class.get(type(event))
         if known is None:
@@ -103,13 +133,17 @@ class _Builder:
         key = str(event.originator_id).encode()
         recorded_at = _instant(event.timestamp)
         occurred = getattr(event, "occurred_at", None)
-        headers = (
+        headers: Headers = (
             (EVENT_TYPE, event_type),
             (FINGERPRINT, fingerprint),
             (POSITION, str(notification.id).encode()),
             (OCCURRED_AT, _instant(occurred) if isinstance(occurred, datetime) else recorded_at),
             (RECORDED_AT, recorded_at),
+            (PREV_HASH, sealed.prev_hash.hex().encode()),
+            (HASH, sealed.hash.hex().encode()),
         )
+        if checkpoint is not None:
+            headers = (*headers, (CHECKPOINT, checkpoint))
         value = codec.encode(event)
         return topic, partition_of(key, self._partitions(topic)), key, value, headers, notification.id
 
@@ -146,7 +180,7 @@ def _build_in_worker(connection: Connection, opener: StoreOpener, topics: Topics
             raise _MissingPartitions(topic)
         return found
 
-    builder = _Builder(app.mapper, topics, count)
+    builder = _Builder(app.mapper, seal_reader(app.recorder), topics, count)
     try:
         while True:
             start, limit, known = connection.recv()
@@ -155,7 +189,7 @@ def _build_in_worker(connection: Connection, opener: StoreOpener, topics: Topics
                 while limit:  # read in chunks too: the first records go out without waiting for the batch's read
                     notifications = app.recorder.select_notifications(start=start, limit=min(limit, CHUNK))
                     if notifications:
-                        connection.send([builder.build(n) for n in notifications])
+                        connection.send(builder.build(notifications))
                         start, limit = notifications[-1].id + 1, limit - len(notifications)
                     if len(notifications) < CHUNK and limit:
                         connection.send(None)
@@ -282,7 +316,7 @@ class Relay:
         self._batch_size = batch_size
         self._failed: str | None = None
         self._partitions: dict[str, int] = {}
-        self._builder = _Builder(mapper, topics, self._partitions_of)
+        self._builder = _Builder(mapper, seal_reader(recorder), topics, self._partitions_of)
         self._position = self._check(read_tail(topics.event_topics))
         self._ahead = _Ahead(build_ahead, topics) if build_ahead is not None else None
         self.built_ahead = 0
@@ -318,7 +352,7 @@ class Relay:
         notifications = self._recorder.select_notifications(start=start, limit=self._batch_size)
         if not notifications:
             return 0
-        records = [self._builder.build(n) for n in notifications]
+        records = self._builder.build(notifications)
         self._writer.begin()
         try:
             send = self._writer.send
@@ -396,7 +430,7 @@ class Relay:
 
     def shipment(self, notification: Notification) -> Shipment:
         """The Kafka record for one notification: Avro single-object value, aggregate-id key, legible headers."""
-        topic, partition, key, value, headers, position = self._builder.build(notification)
+        topic, partition, key, value, headers, position = self._builder.build([notification])[0]
         return Shipment(topic, partition, key, value, headers, position)
 
     def _partitions_of(self, topic: str) -> int:

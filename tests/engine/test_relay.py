@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -13,16 +15,21 @@ from engine import codec
 from engine.application import Gridloop
 from engine.clock import ManualClock
 from engine.kafka import (
+    CHECKPOINT,
     EVENT_TYPE,
     FINGERPRINT,
+    HASH,
     OCCURRED_AT,
     POSITION,
+    PREV_HASH,
     RECORDED_AT,
     Topics,
     partition_of,
 )
 from engine.parsing import parse_command
 from engine.relay import LogMismatch, Relay, RelayStopped, store_of
+from engine.seal import CHECKPOINT_EVERY, content_hash, link
+from engine.sealing import SealingError
 from ops.sample import GRID, set_up_district
 from tests.kafka_fakes import PARTITIONS, TransactionalLog
 
@@ -103,6 +110,36 @@ def test_records_are_keyed_and_partitioned_by_aggregate_with_legible_headers(app
             )
             seen += 1
     assert seen == app.recorder.max_notification_id()
+
+
+def test_each_record_carries_its_events_seal_and_a_checkpoints_record_the_checkpoint(app: Gridloop) -> None:
+    report(app, "c", 520)  # past the first checkpoint
+    log = TransactionalLog(Topics("t"))
+    relay_over(app, log, batch_size=400).ship_all()
+    last = app.recorder.max_notification_id() or 0
+    seals = {s.position: s for s in app.recorder.select_seals(1, last)}  # type: ignore[attr-defined]
+    checkpoints = {c.position: c.hash for c in app.recorder.select_checkpoints()}  # type: ignore[attr-defined]
+    assert CHECKPOINT_EVERY in checkpoints
+    for records in log.committed.values():
+        for _, value, headers in records:
+            sealed = seals[int(headers[POSITION])]
+            assert (headers[PREV_HASH], headers[HASH]) == (sealed.prev_hash.hex().encode(), sealed.hash.hex().encode())
+            assert link(sealed.prev_hash, content_hash(codec.decode(value))) == sealed.hash
+            expected = checkpoints.get(sealed.position)
+            assert headers.get(CHECKPOINT) == (expected.hex().encode() if expected else None)
+    assert sum(CHECKPOINT in h for records in log.committed.values() for _, _, h in records) == len(checkpoints)
+
+
+def test_an_event_slipped_into_the_store_without_a_seal_is_not_shipped(app: Gridloop) -> None:
+    with closing(sqlite3.connect(app.env["SQLITE_DBNAME"])) as db, db:
+        db.execute(
+            "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
+            "SELECT originator_id, originator_version + 1, topic, state FROM stored_events ORDER BY rowid DESC LIMIT 1"
+        )
+    log = TransactionalLog(Topics("t"))
+    with pytest.raises(SealingError, match="has no seal of its own"):
+        relay_over(app, log, batch_size=1).ship_all()
+    assert log.positions() == list(range(1, app.recorder.max_notification_id() or 0))
 
 
 def test_per_aggregate_versions_increase_on_every_partition(app: Gridloop) -> None:

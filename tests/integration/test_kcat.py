@@ -9,6 +9,7 @@ from uuid import UUID
 
 import pytest
 
+from engine.seal import CHECKPOINT_EVERY
 from ops.kafka_broker import Broker
 from tests.integration.kafka_helpers import HANG_GUARD, Deployment, read_topics, simulated_store, unavailable
 
@@ -43,11 +44,15 @@ def test_kcat_prints_every_work_order_record_with_its_uuid_key_and_legible_heade
     lines = done.stdout.splitlines()
     assert len(lines) == len(read_topics(deployment.bootstrap, [topic])), "one line per committed record"
     positions = set()
+    every = {"event_type", "schema_fingerprint", "position", "occurred_at", "recorded_at", "prev_hash", "hash"}
     for line in lines:
         key, _, headers = line.partition(" ")
         assert str(UUID(key)) == key
         fields = dict(HEADER.findall(headers))
-        assert set(fields) == {"event_type", "schema_fingerprint", "position", "occurred_at", "recorded_at"}, line
+        at_checkpoint = int(fields["position"]) % CHECKPOINT_EVERY == 0
+        assert set(fields) == (every | {"checkpoint"} if at_checkpoint else every), line
+        for name in ("prev_hash", "hash", "checkpoint"):
+            assert re.fullmatch(r"[0-9a-f]{64}", fields.get(name, "0" * 64)), line
         assert re.fullmatch(r"workorder\.[A-Z][A-Za-z]+", fields["event_type"]), line
         assert re.fullmatch(r"[0-9a-f]{16}", fields["schema_fingerprint"]), line
         assert fields["position"].isdigit(), line
