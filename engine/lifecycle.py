@@ -45,6 +45,26 @@ DESK_STATES: frozenset[Status] = frozenset(
 )
 ASSIGNEE_STATES: frozenset[Status] = frozenset({Status.DISPATCHED, Status.ACCEPTED, Status.EXTENSION_REQUESTED})
 
+
+def party(kind: str, code: str) -> str:
+    """An accountable party as one string: ``desk:…``, ``unit:…`` or ``worker:…``."""
+    return f"{kind}:{code}"
+
+
+def accountable_party(status: Status, suspended_from: Status | None, desk: str, unit: str, worker: str) -> str | None:
+    """事事有人办, the one rule: desk states -> the desk; assignee states -> the worker, else the unit; a suspended
+    case keeps the party of the state it was suspended from; nobody once the case is no longer open. An empty
+    code is nobody (the accountability audit reports it), never a party named ``unit:``."""
+    answers = suspended_from if status is Status.SUSPENDED else status
+    if not is_open(status) or answers is None:
+        return None
+    if answers in DESK_STATES:
+        return party("desk", desk) if desk else None
+    if answers in ASSIGNEE_STATES and (worker or unit):
+        return party("worker", worker) if worker else party("unit", unit)
+    return None
+
+
 HAND_OVER_PROCESSING = "processing"
 """全县通办: the accepting unit hands the case to the processing unit (户籍地办理); it is then dispatched there."""
 HAND_OVER_COMPLETING = "completing"

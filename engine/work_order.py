@@ -10,12 +10,11 @@ from eventsourcing.domain import event
 from engine.base import GridloopAggregate
 from engine.errors import IllegalTransition, InvalidCommand
 from engine.lifecycle import (
-    ASSIGNEE_STATES,
-    DESK_STATES,
     HAND_OVER_COMPLETING,
     HAND_OVER_PROCESSING,
     TRANSITIONS,
     Status,
+    accountable_party,
     allowed_actions,
     is_open,
 )
@@ -40,11 +39,6 @@ STEPS = ("dispatch", "accept", "handle", "verify")
 
 WARNINGS = {50: "green", 75: "yellow", 100: "red"}
 """Deadline warnings by share of the limit used, and the board light each sets: 催办, 临期 (yellow), 超期 (red)."""
-
-
-def party(kind: str, code: str) -> str:
-    """An accountable party as one string: ``desk:…``, ``unit:…`` or ``worker:…``."""
-    return f"{kind}:{code}"
 
 
 class WorkOrder(GridloopAggregate):
@@ -108,14 +102,7 @@ class WorkOrder(GridloopAggregate):
     @property
     def accountable(self) -> str | None:
         """The one party accountable for the case now, or None once it is no longer open."""
-        status = self.suspended_from if self.status is Status.SUSPENDED else self.status
-        if not self.is_open or status is None:
-            return None
-        if status in DESK_STATES:
-            return party("desk", self.desk)
-        if status in ASSIGNEE_STATES:
-            return party("worker", self.worker) if self.worker else party("unit", self.unit)
-        raise AssertionError(f"no accountability rule for {status}")  # pragma: no cover
+        return accountable_party(self.status, self.suspended_from, self.desk, self.unit, self.worker)
 
     def allowed_actions(self) -> tuple[str, ...]:
         return allowed_actions(self.status)
