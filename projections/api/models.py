@@ -126,6 +126,92 @@ class Timeline(BaseModel):
     consistency: Consistency
 
 
+class TraceCase(BaseModel):
+    """The traced case as the board shows it, with its deadline's status at the trace's `as_of`."""
+
+    case_id: str
+    short_id: str
+    status: str
+    status_name: str = Field(description="The status in Chinese (立案, 派遣, 签收 …)")
+    category: str
+    category_name: str
+    source: str
+    grid: str
+    community: str
+    street: str
+    desk: str
+    description: str
+    reported_at: datetime
+    closed_at: datetime | None
+    accountable: str | None = Field(description="desk:…, unit:… or worker:…; null once the case is not open")
+    deadline: datetime | None
+    deadline_status: str = Field(description="'', on_time, yellow or overdue, judged at `as_of`")
+    position: int = Field(description="The log position of the case's last event in the trace")
+
+
+class TraceActor(BaseModel):
+    id: str = Field(description="The actor as the log names it (desk:…, W12, policy:supervisor …)")
+    kind: str = Field(description="policy, desk, worker, unit, the actor's own prefix, or person")
+    policy: str = Field(description="The policy that decided the step ('' for none)")
+    policy_version: str
+
+
+class TraceStep(BaseModel):
+    """One step of a case (docs/trace.md)."""
+
+    version: int
+    position: int
+    event_type: str
+    action: str = Field(description="The lifecycle action the event records (dispatch, accept …)")
+    action_name: str = Field(description="The action in Chinese (派遣, 签收 …)")
+    actor: TraceActor
+    occurred_at: datetime
+    recorded_at: datetime
+    upload_delay_seconds: float
+    late_upload: bool = Field(description="Recorded at least 15 minutes after it occurred")
+    why: str = Field(description="The reason, note or result the step gave")
+    inputs: dict[str, str] = Field(description="The inputs a decision saw")
+    details: dict[str, Any] = Field(description="Every field of the event as recorded")
+    state_before: str | None
+    state_after: str
+    state_name: str
+    accountable: str | None = Field(description="Who was accountable after the step, until the next one")
+    deadline: datetime | None = Field(description="The deadline in force when the step happened")
+    deadline_after: datetime | None
+    deadline_status: str = Field(description="'', on_time, yellow (75 % of the limit used) or overdue")
+    limit_used: float | None = Field(description="Share of the deadline's working-time limit used by the step")
+    clock_paused: bool
+    elapsed_seconds: float | None = Field(description="Time in the state the step left, until the next step")
+    working_seconds: float | None = Field(description="The working time within it")
+
+
+class TraceTotal(BaseModel):
+    state: str
+    state_name: str
+    entries: int
+    elapsed_seconds: float
+    working_seconds: float
+    accountable: list[str]
+    ongoing: bool
+
+
+class TraceCalendar(BaseModel):
+    zone: str
+    working_hours: str
+
+
+class Trace(BaseModel):
+    """痕迹: the JSON export of a case's trace, with the read's consistency."""
+
+    format: int = Field(description="The version of these fields")
+    case: TraceCase
+    as_of: datetime | None
+    calendar: TraceCalendar
+    steps: list[TraceStep]
+    totals: list[TraceTotal]
+    consistency: Consistency
+
+
 class QueuedCase(BaseModel):
     case_id: str
     short_id: str

@@ -1,4 +1,4 @@
-"""Queries over HTTP: the board, one case, its timeline, a worker's queue, the summary, the division tree."""
+"""Queries over HTTP: the board, one case, its timeline and trace, a worker's queue, the summary, the division tree."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import fields, is_dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from engine.errors import InvalidCommand, UnknownReference
@@ -20,11 +20,14 @@ from projections.api.access import Principal, Read, Role
 from projections.api.backend import Backend, poll
 from projections.api.problems import AccessDenied
 from projections.api.security import Caller, require
+from projections.audit import trace as audit_trace
+from projections.audit.trace_export import trace_html, trace_json
 from projections.divisions import divisions as divisions_of
 from projections.projection import iso
 from projections.scope import Scope
 
 JSON = "application/json"
+HTML = "text/html"
 MAX_PAGE = 500
 POSITION_HEADER = "X-Gridloop-Position"
 STALE_HEADER = "X-Gridloop-Stale"
@@ -78,12 +81,17 @@ def case_json(row: queries.CaseRow, now: datetime) -> dict[str, Any]:
 def answer(body: dict[str, Any], consistency: dict[str, Any]) -> Response:
     """JSON with the consistency block, and the same facts in headers for clients that only look there."""
     body["consistency"] = consistency
+    return Response(orjson.dumps(body), 200, headers=consistency_headers(consistency), media_type=JSON)
+
+
+def consistency_headers(consistency: dict[str, Any]) -> dict[str, str]:
+    """Where the views stood when they answered, and whether the wait for the asked position timed out."""
     headers = {}
     if consistency["position"] is not None:
         headers[POSITION_HEADER] = str(consistency["position"])
     if not consistency["reached"]:
         headers[STALE_HEADER] = "true"
-    return Response(orjson.dumps(body), 200, headers=headers, media_type=JSON)
+    return headers
 
 
 class Reader:
@@ -251,6 +259,36 @@ def router(backend: Backend) -> APIRouter:
         row = reader.case(principal, case)
         events = queries.timeline(backend.views, row.case_id)
         return answer({"case_id": str(row.case_id), "events": plain(events)}, consistency)
+
+    @api.get(
+        "/cases/{case}/trace",
+        response_model=models.Trace,
+        responses={**problems, 200: {"content": {HTML: {}}, "description": "The trace (JSON, or the HTML export)"}},
+        summary="痕迹: every step of a case, who, when, what, why, time in state, deadline status",
+    )
+    async def case_trace(
+        request: Request,
+        principal: Caller,
+        case: str,
+        format: Annotated[
+            Literal["json", "html"] | None,
+            Query(description="html: the self-contained HTML export (also chosen by Accept: text/html)"),
+        ] = None,
+        now: Annotated[
+            models.Moment | None, Query(description="Count the open case's last state up to this moment (default: now)")
+        ] = None,
+        position: Position = None,
+        wait: Wait = None,
+    ) -> Response:
+        require(principal, Read.TIMELINE)
+        probe = case_position(backend, case)
+        consistency = await reader.settle(position, wait, probe)
+        row = reader.case(principal, case)
+        trace = audit_trace.case_trace(backend.views, str(row.case_id), backend.app.calendar, now=reader.now(now))
+        if format == "html" or (format is None and HTML in request.headers.get("accept", "")):
+            headers = consistency_headers(consistency)
+            return Response(trace_html(trace), 200, headers=headers, media_type=HTML)
+        return answer(trace_json(trace), consistency)
 
     @api.get(
         "/workers/{worker}/queue",
