@@ -23,7 +23,7 @@ from ops.api_cli import serve_command, token_group
 from ops.audit import audit_group
 from ops.cli_support import LOCAL, fail_cleanly, local_time, out, parse_now, plain, runtime
 from ops.config import Settings, load_settings
-from ops.history_cli import rebuild_command, replay_command
+from ops.history_cli import reading_views, rebuild_command, replay_command, views_option
 from ops.logs import configure_logging
 from ops.runtime import (
     PolicyRun,
@@ -277,6 +277,7 @@ def dead_letter_list(settings: Settings, limit: int, as_json: bool) -> None:
 @click.option("--now", "now_text", default=None, help="Judge deadlines at this time (ISO 8601; default: now).")
 @click.option("--summary", "summary_only", is_flag=True, help="Counts only.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@views_option
 @click.pass_obj
 @fail_cleanly
 def board(
@@ -289,20 +290,20 @@ def board(
     now_text: str | None,
     summary_only: bool,
     as_json: bool,
+    views_path: Path | None,
 ) -> None:
     """The dispatcher's board: every case, its state, who is accountable, its deadline."""
     now = parse_now(now_text)
-    with runtime(settings) as rt:
-        rt.catch_up()
+    with reading_views(settings, views_path) as views:
         if summary_only:
-            summary = queries.summary(rt.views, now)
+            summary = queries.summary(views, now)
             if as_json:
                 click.echo(json.dumps(plain(summary), ensure_ascii=False))
             else:
                 _print_summary(summary, now)
             return
         rows = queries.board(
-            rt.views, status=status, grid=grid, community=community, overdue=overdue or None, now=now, limit=limit
+            views, status=status, grid=grid, community=community, overdue=overdue or None, now=now, limit=limit
         )
         if as_json:
             click.echo(json.dumps([plain(r) for r in rows], ensure_ascii=False))
@@ -327,14 +328,14 @@ def board(
 @main.command(name="case")
 @click.argument("case_id")
 @click.option("--json", "as_json", is_flag=True)
+@views_option
 @click.pass_obj
 @fail_cleanly
-def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
+def case_command(settings: Settings, case_id: str, as_json: bool, views_path: Path | None) -> None:
     """One case: its state and its trace (痕迹), every step with who, when and why."""
-    with runtime(settings) as rt:
-        rt.catch_up()
-        row = queries.find_case(rt.views, case_id)
-        steps = queries.timeline(rt.views, row.case_id)
+    with reading_views(settings, views_path) as views:
+        row = queries.find_case(views, case_id)
+        steps = queries.timeline(views, row.case_id)
         if as_json:
             click.echo(json.dumps({"case": plain(row), "timeline": [plain(s) for s in steps]}, ensure_ascii=False))
             return
@@ -360,13 +361,13 @@ def case_command(settings: Settings, case_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("worker")
 @click.option("--json", "as_json", is_flag=True)
+@views_option
 @click.pass_obj
 @fail_cleanly
-def queue(settings: Settings, worker: str, as_json: bool) -> None:
+def queue(settings: Settings, worker: str, as_json: bool, views_path: Path | None) -> None:
     """A worker's queue: the open cases assigned to them, soonest deadline first."""
-    with runtime(settings) as rt:
-        rt.catch_up()
-        rows = queries.queue(rt.views, worker)
+    with reading_views(settings, views_path) as views:
+        rows = queries.queue(views, worker)
         if as_json:
             click.echo(json.dumps([plain(r) for r in rows], ensure_ascii=False))
             return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ops.bench import avro_codec, command_path, markdown, projection_rebuild
+from ops.bench.rebuild import blue_green_rebuild, simulated_log
 
 
 def test_every_benchmark_measures_its_path_and_its_baseline_on_the_same_items() -> None:
@@ -11,3 +14,12 @@ def test_every_benchmark_measures_its_path_and_its_baseline_on_the_same_items() 
         assert m.items > 0 and m.gridloop_per_s > 0 and m.baseline_per_s > 0
     table = markdown(results)
     assert table.count("\n| ") == len(results) + 1  # header + one row each
+
+
+def test_the_blue_green_rebuild_runs_on_a_simulated_log_made_once_and_kept(tmp_path: Path) -> None:
+    m = blue_green_rebuild(2000, groups=2, preset="yuanqu", cache=tmp_path)
+    assert m.items >= 2000 and m.gridloop_per_s > 0 and m.baseline_per_s > 0
+    assert any("blue/green rebuild of" in note for note in m.notes)
+    [kept] = tmp_path.glob("log-yuanqu-*-2000.sqlite")
+    assert simulated_log(2000, "yuanqu", cache=tmp_path) == kept
+    assert [p.name for p in tmp_path.iterdir()] == [kept.name]  # the rebuild's own stores are gone
