@@ -46,6 +46,7 @@ CASE_METHODS: dict[type[c.CaseCommand], str] = {
     c.VerifyCase: "verify",
     c.EscalateCase: "escalate",
     c.CallBack: "call_back",
+    c.MissCallBack: "miss_call_back",
     c.ReopenCase: "reopen",
 }
 """Case commands that are one WorkOrder method each; the command's fields are the method's arguments."""

@@ -34,7 +34,7 @@ _CATEGORY_FIELDS = (
 )
 _CATEGORY_OPTIONAL = ("time_limit_hours", "time_limit_days", "skills", "key")
 _STEP_FIELDS = ("name", "emergency_minutes", "normal_minutes", "rural_minutes")
-_ALLOWANCE_FIELDS = ("return_within_days", "extension_up_to_days")
+_ALLOWANCE_FIELDS = ("return_within_days", "extension_up_to_days", "call_back_within_days")
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,12 @@ class Step:
 
 @dataclass(frozen=True)
 class Allowances:
-    """How long a unit may take to return a case (退单) and how far an extension (延期) may go, in working days."""
+    """How long a unit may take to return a case (退单), how far an extension (延期) may go, and how soon a closed
+    case is called back (回访), in working days."""
 
     return_within_days: int = 2
     extension_up_to_days: int = 10
+    call_back_within_days: int = 3
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,10 @@ class Catalogue:
     def latest_extension(self, due: datetime, calendar: WorkingCalendar) -> datetime:
         """The furthest an extension (延期) may move a case due at ``due``."""
         return calendar.add_days(due, self.allowances.extension_up_to_days)
+
+    def call_back_by(self, closed_at: datetime, calendar: WorkingCalendar) -> datetime:
+        """The time by which a case closed at ``closed_at`` is to be called back (回访)."""
+        return calendar.add_days(closed_at, self.allowances.call_back_within_days)
 
     @classmethod
     def load(cls, path: Path | None = None) -> Catalogue:

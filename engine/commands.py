@@ -200,6 +200,14 @@ class CallBack(CaseCommand):
 
 
 @dataclass(frozen=True, kw_only=True)
+class MissCallBack(CaseCommand):
+    """回访未果: a call-back attempt that did not reach the resident (no answer, wrong number, refused)."""
+
+    name = "miss_call_back"
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReopenCase(CaseCommand):
     name = "reopen"
     reason: str
@@ -328,6 +336,7 @@ COMMANDS: dict[str, type[Command]] = {
         RecategoriseCase,
         HandOverCase,
         CallBack,
+        MissCallBack,
         ReopenCase,
         EstablishDivision,
         DrawGrid,

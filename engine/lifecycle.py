@@ -135,6 +135,7 @@ TRANSITIONS: dict[str, Transition] = {
         _t("recategorise", OPEN, UNCHANGED, zh="改类"),
         _t("link_duplicate", OPEN, UNCHANGED, zh="关联重复件"),
         _t("call_back", {_S.CLOSED}, _S.EVALUATED, _S.REOPENED, zh="回访"),
+        _t("miss_call_back", {_S.CLOSED}, UNCHANGED, zh="回访未果"),
         _t("reopen", {_S.CLOSED, _S.EVALUATED}, _S.REOPENED, zh="重新打开"),
     )
 }
@@ -172,6 +173,7 @@ EVENT_STATUS: dict[str, Status | None] = {
     "Recategorised": None,
     "HandedOver": None,
     "CalledBack": None,
+    "CallBackMissed": None,
     "Reopened": Status.REOPENED,
 }
 """Where each work-order event leaves the case; None: it depends on the case or the event (see status_after)."""

@@ -22,6 +22,10 @@ from engine.lifecycle import (
 SOURCES = ("patrol", "resident", "hotline", "app", "department", "sensor")
 """Where a case can come from: 巡查, 居民, 12345 热线, 手机端, 部门交办, 智能感知."""
 
+RESIDENT_SOURCES = ("resident", "hotline", "app")
+"""Sources with a resident behind the case, who is called back (回访) and told of its progress. A grid worker's
+own patrol finding, a department's task and a sensor alarm have no resident to answer to."""
+
 REJECT_REASONS = ("duplicate", "not_admitted", "abolished_certificate", "out_of_scope", "invalid")
 """Why a report may be refused at registration (不予立案)."""
 
@@ -36,6 +40,14 @@ ESCALATION_LEVELS = {
 
 STEPS = ("dispatch", "accept", "handle", "verify")
 """The timed steps of a case: 立案+派遣, 签收, 处置, 核查 (each with its limit in the catalogue)."""
+
+CALL_BACK_MISSES = {
+    "no_answer": "无人接听",
+    "unreachable": "无法接通",
+    "wrong_number": "号码错误",
+    "refused": "拒绝回访",
+}
+"""Why a call-back attempt did not reach the resident (回访未果), with the words an operator records."""
 
 WARNINGS = {50: "green", 75: "yellow", 100: "red"}
 """Deadline warnings by share of the limit used, and the board light each sets: 催办, 临期 (yellow), 超期 (red)."""
@@ -359,6 +371,15 @@ class WorkOrder(GridloopAggregate):
             )
         self._called_back(satisfaction=satisfaction, fixed=fixed, note=note, occurred_at=occurred_at, actor=actor)
 
+    def miss_call_back(self, *, reason: str, occurred_at: datetime, actor: str) -> None:
+        """回访未果: a call-back attempt did not reach the resident; the case stays closed, awaiting another try."""
+        self._require("miss_call_back")
+        if reason not in CALL_BACK_MISSES:
+            raise InvalidCommand(
+                "reason", f"{reason!r} is not a reason a call-back is missed", ", ".join(CALL_BACK_MISSES)
+            )
+        self._call_back_missed(reason=reason, occurred_at=occurred_at, actor=actor)
+
     def reopen(self, *, reason: str, occurred_at: datetime, actor: str) -> None:
         """重新打开: a closed case comes back (a complaint, a failed spot check)."""
         self._require("reopen")
@@ -527,6 +548,10 @@ class WorkOrder(GridloopAggregate):
             self._move(Status.EVALUATED, occurred_at)
         else:
             self._reopen(occurred_at)
+
+    @event("CallBackMissed")
+    def _call_back_missed(self, reason: str, occurred_at: datetime, actor: str) -> None:
+        self.last_occurred_at = max(self.last_occurred_at, occurred_at)
 
     @event("Reopened")
     def _reopened(self, reason: str, occurred_at: datetime, actor: str) -> None:

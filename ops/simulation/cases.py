@@ -11,11 +11,13 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from functools import partial
 from uuid import UUID
 
 from engine import commands as c
 from engine.catalogue import Catalogue, Category
 from engine.lifecycle import Status, is_open
+from engine.work_order import RESIDENT_SOURCES
 from ops.presets import Rates
 from ops.simulation.district import District, GridPlan
 from ops.simulation.randomness import chance, hours, minutes, stream, weighted
@@ -38,12 +40,16 @@ NORMAL_HANDLING_HOURS = (2, 30)  # calendar hours, reported at the next working 
 VERIFY_DELAY = (15, 65)  # handled -> verified
 URGE_DELAY = (60, 480)  # first dispatch -> a resident urges and the street escalates (群众催办), escalation_rate
 CALL_BACK_HOURS = (time(9, 0), time(17, 0))  # the working day after closing
+CALL_BACK_MISS_SHARE = 0.15  # of call-back attempts, the resident is not reached (回访未果); an assumption
+CALL_BACK_MISSES = (("no_answer", 0.6), ("unreachable", 0.2), ("wrong_number", 0.05), ("refused", 0.15))
+MAX_CALL_BACK_MISSES = 2  # after two misses the next attempt reaches the resident
+MIN_MISS_ROOM_SECONDS = 600  # a call-back in the day's first ten minutes had no missed attempt before it
 SATISFACTION = ((5, 0.55), (4, 0.30), (3, 0.10), (2, 0.04), (1, 0.01))  # of fixed cases, skewed high
 MAX_REWORKS = 2  # after two failed verifications the third passes
 MAX_NOT_FIXED = 1  # a resident says "not fixed" at most once per case
 TOP_LEVEL = 5
 
-CALLED_BACK_SOURCES = ("resident", "hotline", "app")
+CALLED_BACK_SOURCES = RESIDENT_SOURCES
 """Cases with a resident to call back (回访); the others end closed."""
 
 REJECT_REASONS = (
@@ -268,6 +274,31 @@ class CaseFlow:
             opens, closes = (at(day, t) for t in CALL_BACK_HOURS)
             when = opens + timedelta(seconds=rng.randint(0, int((closes - opens).total_seconds())))
             self._later(case, when, self._call_back)
+            self._plan_misses(case, opens, when)
+
+    def _plan_misses(self, case: Case, opens: datetime, when: datetime) -> None:
+        """回访未果: attempts earlier that day that did not reach the resident (so 响应率 is not always 100 %).
+
+        Drawn from a stream of their own, with the case's own command ids: the call-back itself, the case's
+        draws and the day's command ids are what they would be without them.
+        """
+        misses = stream(self.seed, "call-back", case.id, case.not_fixed)
+        count = 0
+        while count < MAX_CALL_BACK_MISSES and chance(misses, CALL_BACK_MISS_SHARE):
+            count += 1
+        room = int((when - opens).total_seconds())
+        if room < MIN_MISS_ROOM_SECONDS:
+            return
+        for attempt, offset in enumerate(sorted(misses.randint(0, room - 1) for _ in range(count))):
+            reason = weighted(misses, CALL_BACK_MISSES)
+            self._later(
+                case, opens + timedelta(seconds=offset), partial(self._miss_call_back, attempt=attempt, reason=reason)
+            )
+
+    def _miss_call_back(self, case: Case, now: datetime, *, attempt: int, reason: str) -> None:
+        command_id = f"sim:call-back-missed:{case.id}:{case.not_fixed}:{attempt}"
+        if self._run(c.MissCallBack(command_id=command_id, actor=_desk(case), case_id=case.id, reason=reason)):
+            self.tally.count("call_backs_missed")
 
     def _call_back(self, case: Case, now: datetime) -> None:
         rng = case.rng

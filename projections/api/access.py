@@ -36,6 +36,7 @@ class Read(StrEnum):
     TIMELINE = "timeline"  # a case's history: who did what, when and why (names, notes, photos)
     QUEUE = "queue"  # a worker's queue
     REFERENCE = "reference"  # the division tree and the grids
+    CALLBACKS = "callbacks"  # the call-back queue (回访任务): residents' closed cases and their phone numbers
 
 
 _CASE_WORK = frozenset({"accept", "return", "request_extension", "report_handling"})
@@ -43,7 +44,8 @@ _PATROL = frozenset({"start_patrol", "visit_checkpoint", "report_finding", "end_
 _DESK = frozenset(
     {
         "report", "register", "reject", "merge", "dispatch", "reassign", "suspend", "resume", "verify",
-        "recategorise", "hand_over", "call_back", "reopen", "escalate", "grant_extension", "deny_extension",
+        "recategorise", "hand_over", "call_back", "miss_call_back", "reopen", "escalate", "grant_extension",
+        "deny_extension",
     }
 )  # fmt: skip
 _SUPERVISION = frozenset({"escalate", "warn_deadline", "grant_extension", "deny_extension", "reopen"})

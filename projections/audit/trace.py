@@ -64,6 +64,7 @@ ACTIONS: dict[str, str] = {
     "Recategorised": "recategorise",
     "HandedOver": "hand_over",
     "CalledBack": "call_back",
+    "CallBackMissed": "miss_call_back",
     "Reopened": "reopen",
 }
 """The lifecycle action (engine.lifecycle.TRANSITIONS) each work-order event records; a report is no transition."""

@@ -176,6 +176,7 @@ def run_scenario(db: Path) -> RecordingGridloop:
     run(c.AcceptCase, actor="W2", case_id=case)
     run(c.ReportHandling, actor="W2", case_id=case, result="换了镇流器")
     run(c.VerifyCase, case_id=case, passed=True)
+    run(c.MissCallBack, case_id=case, reason="no_answer")
     run(c.CallBack, case_id=case, satisfaction=4, fixed=True, note="基本满意")
     run(c.ReopenCase, actor="supervisor:07", case_id=case, reason="抽查不合格")
 

@@ -128,7 +128,7 @@ class Story:
         return self
 
     def every_path(self) -> Story:
-        """Reject, merge, dispatch, return, reassign, extensions, suspend/resume, rework, call-back, escalation."""
+        """Reject, merge, dispatch, return, reassign, extensions, suspend/resume, rework, call-backs, escalation."""
         self.report("rejected")
         self.on("rejected", c.RejectCase, reason_code="not_admitted", reason="小区内部设施, 物业负责")
 
@@ -181,6 +181,7 @@ class Story:
         self.dispatch("not_fixed", worker="W3")
         self.on("not_fixed", c.AcceptCase, actor="W3")
         self.handle_and_close("not_fixed", "W3")
+        self.on("not_fixed", c.MissCallBack, reason="no_answer")  # 回访未果: tried again later
         self.on("not_fixed", c.CallBack, satisfaction=2, fixed=False, note="没修好")
 
         self.report("complaint")

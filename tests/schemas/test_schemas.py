@@ -258,6 +258,7 @@ def released_pairs() -> list[tuple[str, tuple[str, str]]]:
 RELEASED_TREES = {
     "0.1.0": "bd9f09b009d67bb80c3da1cde1df7c3e1aa6db25022ab1863c2da21feca4b3f3",
     "0.2.0": "b506ae3ff894f1b23c6417065968230b49d7bc98f2053c1e1f061bfa027cfeb7",
+    "0.3.0": "a073d950a88306d3f29d00d660c3d2a1a98ce5b3821911f452add4aab3bca737",
 }
 """SHA-256 of each released folder (paths and bytes): a release is frozen once shipped. Add a release's hash here."""
 
@@ -343,6 +344,7 @@ def test_the_fields_added_since_the_first_release_all_have_defaults() -> None:
         ("workorder", "Resumed"): ["deadline"],
     }
     assert set(registry().current) - set(first) == {
+        ("workorder", "CallBackMissed"),  # 0.3.0
         ("workorder", "DeadlineWarned"),
         ("workorder", "HandedOver"),
         ("workorder", "Recategorised"),
