@@ -159,3 +159,13 @@ def divisions(store: ViewStore, *, level: str | None = None, parent: str | None 
         cursor.execute(f"SELECT * FROM division {clause}ORDER BY code", params)  # noqa: S608 - constants
         rows = cursor.fetchall()
     return [_row(row) for row in rows]
+
+
+def grid_prefix(code: str) -> str:
+    """The prefix of every grid code under ``code``: a grid, community or street code is its own; a six-digit
+    division code loses its trailing "00" pairs (GB/T 2260: province XX0000, city XXXX00, county XXXXXX), so a city
+    holds the grids of all its districts."""
+    if len(code) == 6:
+        while code.endswith("00"):
+            code = code[:-2]
+    return code
