@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 MODES = ("embedded", "kafka")
 KAFKA_PROVISIONERS = ("local", "container", "external")
@@ -75,6 +76,14 @@ class Settings:
     """The token file (hashes of bearer tokens and their principals); empty: tokens.toml in data_dir."""
     open311_public_reads: bool = True
     """Open311 GET endpoints answer without a key, with public fields only (as GeoReport v2 has it)."""
+    # Resident notifications (`gridloop notify`): see docs/callbacks.md.
+    notify_sender: str = "console"
+    """Who delivers resident notifications: console (prints each; development) or package.module:Name, a Sender
+    class or factory called with no arguments (an SMS gateway's or the resident app's adapter)."""
+    notify_max_attempts: int = 5
+    """Attempts at one notification before it is marked failed."""
+    notify_backoff_seconds: float = 30.0
+    """The wait after a first failed attempt; it doubles after each further one."""
 
     @property
     def working_day(self) -> tuple[time, time]:
@@ -182,8 +191,38 @@ def _validated(values: Mapping[str, Any]) -> Settings:
         raise ConfigError("api_host: empty; allowed: an address to listen on, such as 127.0.0.1 or 0.0.0.0")
     if _working_span(settings.working_hours) is None:
         raise ConfigError(f"working_hours: {settings.working_hours!r}; allowed: {HOURS_ALLOWED}")
+    if not 1 <= settings.notify_max_attempts <= 100:
+        raise ConfigError(f"notify_max_attempts: {settings.notify_max_attempts}; allowed: 1 to 100")
+    if not 0 <= settings.notify_backoff_seconds <= 86_400:
+        raise ConfigError(f"notify_backoff_seconds: {settings.notify_backoff_seconds}; allowed: 0 to 86400")
+    if settings.notify_sender != CONSOLE_SENDER:
+        sender_factory(settings.notify_sender)
     return settings
 
+
+CONSOLE_SENDER = "console"
+SENDER_ALLOWED = "console, or package.module:Name of a Sender class or factory (see docs/callbacks.md)"
+
+
+def sender_factory(spec: str) -> Callable[[], Any]:
+    """The class or factory a ``notify_sender`` of the form ``package.module:Name`` names (imported here)."""
+    module_name, colon, attribute = spec.partition(":")
+    if not colon or not re.fullmatch(r"[A-Za-z_][\w.]*", module_name) or not re.fullmatch(r"[A-Za-z_]\w*", attribute):
+        raise ConfigError(f"notify_sender: {spec!r} is not an import path; allowed: {SENDER_ALLOWED}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"notify_sender: {spec!r} cannot be imported ({exc}); allowed: {SENDER_ALLOWED}") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ConfigError(
+            f"notify_sender: {module_name} has no class or factory {attribute!r}; allowed: {SENDER_ALLOWED}"
+        )
+    return cast(Callable[[], Any], factory)
+
+
+KEEP_CASE = frozenset({"notify_sender"})
+"""Text settings read as given: an import path names a class in its own case."""
 
 HOURS_ALLOWED = "HH:MM-HH:MM, the start before the end, such as 08:30-17:30"
 
@@ -211,6 +250,8 @@ def _convert(name: str, raw: Any) -> Any:
             return _to_bool(raw)
         if issubclass(kind, Path):
             return Path(raw)
+        if name in KEEP_CASE:
+            return str(raw).strip()
         return str(raw).strip().lower()
     except (TypeError, ValueError):
         allowed = "; allowed: true or false (yes/no, on/off, 1/0)" if kind is bool else ""
