@@ -54,6 +54,7 @@ unit: $(VENV)/.installed-dev system-deps kafka-jars
 
 # What the integration tests run on besides Python: Java and Maven for the local Kafka broker, kcat to look at it.
 SYSTEM_DEPS := java:default-jre-headless mvn:maven kcat:kcat
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 system-deps:
 	@for dep in $(SYSTEM_DEPS); do \
 	  command -v $${dep%%:*} >/dev/null && continue; \
@@ -61,6 +62,10 @@ system-deps:
 	  $$sudo apt-get install -y -q $${dep#*:} || { $$sudo apt-get update -q && $$sudo apt-get install -y -q $${dep#*:}; } \
 	    || { echo "make: $${dep%%:*} is missing: install Debian's $${dep#*:}" >&2; exit 1; }; \
 	done
+	@# A font with Chinese glyphs, so the report charts name units in 中文 (they fall back to codes without one).
+	@test -e $(CJK_FONT) || { sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get install -y -q fonts-wqy-microhei || echo "make: no Chinese font; charts label units by code" >&2; \
+	  rm -rf $${XDG_CACHE_HOME:-$$HOME/.cache}/matplotlib; }
 
 # The local broker's jars from Maven Central, cached in ~/.cache/gridloop/kafka (fetched once).
 kafka-jars: $(VENV)/.installed-run system-deps
