@@ -19,12 +19,18 @@ from engine.commands import COMMANDS
 from engine.kafka import DEAD_ERROR, DEAD_OFFSET, DEAD_PARTITION, DEAD_TOPIC, EVENT_TYPE
 from engine.parsing import command_fields, parse_command
 from engine.policies import NO_POLICY
+from ops.analytics_consumer import analytics_group
 from ops.api_cli import serve_command, token_group
 from ops.audit import audit_group
+from ops.callbacks_cli import callbacks_command
 from ops.cli_support import LOCAL, fail_cleanly, local_time, out, parse_now, plain, runtime
 from ops.config import Settings, load_settings
+from ops.evaluate_cli import evaluate_group
+from ops.export_cli import export_command
 from ops.history_cli import reading_views, rebuild_command, replay_command, views_option
 from ops.logs import configure_logging
+from ops.notify_cli import notify_command
+from ops.report import report_command
 from ops.runtime import (
     PolicyRun,
     dead_letters,
@@ -488,3 +494,9 @@ main.add_command(token_group)
 main.add_command(audit_group)
 main.add_command(replay_command)
 main.add_command(rebuild_command)
+main.add_command(evaluate_group)
+main.add_command(export_command)
+main.add_command(analytics_group)
+main.add_command(report_command)
+main.add_command(callbacks_command)
+main.add_command(notify_command)

@@ -139,7 +139,7 @@ def replay_command(
     path = out_path or settings.data_dir / "replay" / f"{as_of.astimezone(LOCAL):%Y-%m-%dT%H%M%S}-{by}.sqlite"
     app = _event_store(settings)
     try:
-        projections = chosen(default_projections(app.catalogue), None if view == "all" else view)
+        projections = chosen(default_projections(app.catalogue, app.calendar), None if view == "all" else view)
         total = app.recorder.max_notification_id() or 0
         with _progress_bar(total, f"replay by {by} time") as progress:
             result = replay(app.recorder, app.mapper, path, projections, as_of, by, progress)
@@ -200,7 +200,7 @@ def rebuild_command(settings: Settings, view: str, check_only: bool, processes: 
     app = _event_store(settings)
     live = ViewStore.open(settings.view_store_path)
     try:
-        projections = chosen(default_projections(app.catalogue), None if view == "all" else view)
+        projections = chosen(default_projections(app.catalogue, app.calendar), None if view == "all" else view)
         groups = processes or (2 if len(projections) > 1 and (os.cpu_count() or 1) > 1 else 1)
         total = app.recorder.max_notification_id() or 0
         with BlueGreen(app.recorder, app.mapper, live, projections) as rebuilding:

@@ -158,7 +158,7 @@ def open_runtime(settings: Settings, clock: Clock) -> Runtime:
             app.recorder,
             app.mapper,
             views,
-            default_projections(app.catalogue),
+            default_projections(app.catalogue, app.calendar),
             batch_size=settings.projection_batch_size,
         )
     managers = None
@@ -238,7 +238,7 @@ def open_kafka_runner(settings: Settings, rt: Runtime) -> KafkaRunner:
     return KafkaRunner(
         consumer,
         rt.views,
-        default_projections(rt.app.catalogue),
+        default_projections(rt.app.catalogue, rt.app.calendar),
         topics(settings),
         settings.kafka_group,
         dead_letters.send_now,

@@ -110,9 +110,7 @@ class KafkaRunner:
         self._max_records = max_records
         self._routes = routes(self._projections)
         self._by_class: dict[type, tuple[tuple[str, Handler], ...]] = {}
-        # Only the topics of aggregates some view follows: command receipts are never read.
-        followed = {folder for aggregate, folder in codec.AGGREGATES.items() if _follows(aggregate, self._routes)}
-        self.topics = tuple(topics.of(folder) for folder in codec.AGGREGATES.values() if folder in followed)
+        self.topics = followed_topics(self._projections, topics)
         self._assigned: set[TopicPartition] = set()
         self.applied = 0
         self.dead_lettered = 0
@@ -387,6 +385,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._runner._assign(assigned)
 
 
-def _follows(aggregate: type, routes: dict[str, Any]) -> bool:
-    prefix = get_topic(aggregate) + "."
-    return any(topic.startswith(prefix) for topic in routes)
+def followed_topics(projections: Sequence[Projection], topics: Topics) -> tuple[str, ...]:
+    """The Kafka topics of the aggregates some projection folds events of: command receipts are never read."""
+    found = routes(projections)
+    return tuple(
+        topics.of(folder)
+        for aggregate, folder in codec.AGGREGATES.items()
+        if any(topic.startswith(get_topic(aggregate) + ".") for topic in found)
+    )

@@ -403,7 +403,11 @@ def _build_in_workers(
 def _build_group(source: LogSource, path: Path, names: list[str], end: int, reports: Any, group: int) -> None:
     """In a worker process: open the log, fold the named views into ``path`` up to ``end``, reporting progress."""
     app: Any = source.open()
-    projections = [p for p in default_projections(getattr(app, "catalogue", None)) if p.name in names]
+    projections = [
+        p
+        for p in default_projections(getattr(app, "catalogue", None), getattr(app, "calendar", None))
+        if p.name in names
+    ]
     remove_store(path)
     store = open_scratch(path, [type(p) for p in projections])
     try:

@@ -191,7 +191,9 @@ def projection_rebuild(n: int, repeats: int) -> Measurement:
 
         def gridloop() -> None:
             store = ViewStore.open(directory / f"views{next(runs)}.sqlite")
-            EmbeddedRunner(app.recorder, app.mapper, store, default_projections(app.catalogue)).run_until_caught_up()
+            EmbeddedRunner(
+                app.recorder, app.mapper, store, default_projections(app.catalogue, app.calendar)
+            ).run_until_caught_up()
             store.close()
 
         def bare() -> None:

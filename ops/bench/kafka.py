@@ -282,7 +282,7 @@ class _KafkaBench:
             runner = KafkaRunner(
                 consumer,
                 store,
-                default_projections(app.catalogue),
+                default_projections(app.catalogue, app.calendar),
                 topics,
                 group,
                 _no_dead_letters,

@@ -83,7 +83,7 @@ def blue_green_rebuild(
     try:
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             live = ViewStore.open(Path(tmp) / "views.sqlite")
-            projections = default_projections(app.catalogue)
+            projections = default_projections(app.catalogue, app.calendar)
             started = time.perf_counter()
             EmbeddedRunner(app.recorder, app.mapper, live, projections).run_until_caught_up()
             in_place = time.perf_counter() - started

@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from projections.api import problems, reads, writes
+from projections.api import callbacks, problems, reads, reports, writes
 from projections.api.backend import Backend
 from projections.api.open311 import open311_router
 
@@ -39,6 +39,8 @@ def create_app(backend: Backend) -> FastAPI:
     problems.install(app)
     app.include_router(reads.router(backend))
     app.include_router(writes.router(backend))
+    app.include_router(reports.router(backend))
+    app.include_router(callbacks.router(backend))
     app.include_router(open311_router(backend))
 
     @app.get("/healthz", tags=["health"], summary="Liveness and how far the views have read the log")

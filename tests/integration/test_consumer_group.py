@@ -10,8 +10,10 @@ import pytest
 
 from engine.work_order import WorkOrder
 from ops.kafka_broker import Broker
+from projections.kafka_runner import followed_topics
 from projections.queries import view_rows
 from projections.store import ViewStore
+from projections.views import default_projections
 from tests.integration.kafka_helpers import (
     SECOND_DAY,
     Deployment,
@@ -36,7 +38,7 @@ def test_a_worker_joining_and_leaving_the_group_mid_stream_loses_and_doubles_not
 ) -> None:
     deployment = Deployment.of(tmp_path, kafka_broker.bootstrap, simulated_store(tmp_path_factory))
     first_day = max_position(deployment.events)
-    followed = (deployment.topics.of("workorder"), deployment.topics.of("grid"), deployment.topics.of("division"))
+    followed = followed_topics(default_projections(), deployment.topics)
     every = {f"{t}:{p}" for t in followed for p in range(deployment.settings().kafka_partitions)}
     with children(deployment, tmp_path / "logs") as started:
         relay = started.start("relay", "--follow", relay_batch_size=200)
