@@ -35,6 +35,7 @@ def serve_command(settings: Settings, host: str | None, port: int | None, demo_t
         with serving(settings, port=settings.api_port if port is None else port) as (service, url):
             issued = issue_demo_tokens(settings, service) if demo_tokens else []
             click.echo(f"gridloop API on {url}  (OpenAPI: {url}/openapi.json, Open311: {url}/open311/v2/services.json)")
+            click.echo(f"console 调度台: {url}/console/  (sign in with a token)")
             for principal, token in issued:
                 click.echo(f"  {principal.role.value:<12} {principal.jurisdiction:<16} {token}")
             if issued:

@@ -428,3 +428,19 @@ def summary(store: ViewStore, now: datetime, top: int = 10, scope: Scope = EVERY
         escalated=sum(row["escalated"] for row in open_rows),
         top_grids=tuple(GridLoad(row["grid"], row["community"], row["open"], row["overdue"]) for row in grids),
     )
+
+
+def grid_loads(store: ViewStore, now: datetime, scope: Scope = EVERYWHERE) -> tuple[GridLoad, ...]:
+    """Every grid holding open cases that ``scope`` lets the reader see, with its open and overdue counts at
+    ``now`` (the console's map), by grid code."""
+    params: dict[str, Any] = {"now": iso(now)}
+    with store.reading() as cursor:
+        found = scope_filter(cursor, scope)
+        params.update(found.params)
+        cursor.execute(
+            f"SELECT grid, community, COUNT(*) AS open, SUM({_OVERDUE_SQL}) AS overdue "  # noqa: S608 - constants
+            f"FROM board_case WHERE status IN {_OPEN_SQL} AND {found.sql} GROUP BY grid, community ORDER BY grid",
+            params,
+        )
+        rows = cursor.fetchall()
+    return tuple(GridLoad(row["grid"], row["community"], row["open"], row["overdue"]) for row in rows)

@@ -8,10 +8,12 @@ from urllib.parse import parse_qsl
 
 import structlog
 from fastapi import FastAPI
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.api import callbacks, problems, reads, reports, writes
 from projections.api.backend import Backend
+from projections.api.console import router as console
 from projections.api.open311 import open311_router
 
 log = structlog.get_logger()
@@ -42,6 +44,11 @@ def create_app(backend: Backend) -> FastAPI:
     app.include_router(reports.router(backend))
     app.include_router(callbacks.router(backend))
     app.include_router(open311_router(backend))
+    app.include_router(console.router())
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse(console.PREFIX + "/", status_code=307)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and how far the views have read the log")
     async def healthz() -> dict[str, object]:

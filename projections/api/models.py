@@ -88,6 +88,7 @@ class BoardPage(BaseModel):
 
 class CaseDetail(BaseModel):
     case: Case
+    allowed_actions: list[str] = Field(description="The actions the case's state accepts now (the lifecycle's)")
     consistency: Consistency
 
 
@@ -96,6 +97,12 @@ class GridLoad(BaseModel):
     community: str
     open: int
     overdue: int
+
+
+class GridLoads(BaseModel):
+    grids: list[GridLoad] = Field(description="Every grid with open cases in the caller's view, by code")
+    now: datetime = Field(description="The moment 'overdue' was judged at")
+    consistency: Consistency
 
 
 class Summary(BaseModel):

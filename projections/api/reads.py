@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from engine.errors import InvalidCommand, UnknownReference
+from engine.lifecycle import allowed_actions
 from projections import queries
 from projections.api import models
 from projections.api.access import Principal, Read, Role
@@ -34,7 +35,11 @@ STALE_HEADER = "X-Gridloop-Stale"
 
 Position = Annotated[
     int | None,
-    Query(ge=0, description="A log position from a command's answer: wait (bounded) until the views include it"),
+    Query(
+        ge=0,
+        le=2**63 - 1,  # a log position is a 64-bit integer; a larger one cannot be written back as JSON
+        description="A log position from a command's answer: wait (bounded) until the views include it",
+    ),
 ]
 Wait = Annotated[
     float | None,
@@ -213,6 +218,19 @@ def router(backend: Backend) -> APIRouter:
         return answer({**plain(numbers), "now": iso(moment)}, consistency)
 
     @api.get(
+        "/board/grids",
+        response_model=models.GridLoads,
+        responses=problems,
+        summary="Open and overdue cases per grid (the console's map)",
+    )
+    async def grid_loads(principal: Caller, now: Now = None, position: Position = None, wait: Wait = None) -> Response:
+        require(principal, Read.BOARD)
+        consistency = await reader.settle(position, wait)
+        moment = reader.now(now)
+        loads = queries.grid_loads(backend.views, moment, scope=scope_of(principal))
+        return answer({"grids": plain(loads), "now": iso(moment)}, consistency)
+
+    @api.get(
         "/board/escalations",
         response_model=models.BoardPage,
         responses=problems,
@@ -244,7 +262,8 @@ def router(backend: Backend) -> APIRouter:
         probe = case_position(backend, case)
         consistency = await reader.settle(position, wait, probe)
         row = reader.case(principal, case)
-        return answer({"case": case_json(row, reader.now(now))}, consistency)
+        body = {"case": case_json(row, reader.now(now)), "allowed_actions": list(allowed_actions(row.status))}
+        return answer(body, consistency)
 
     @api.get(
         "/cases/{case}/timeline",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -84,10 +85,10 @@ def district_dir(tmp_path: Path, district_template: Path) -> Path:
     return target
 
 
-@pytest.fixture
-def api(district_dir: Path) -> Iterator[Api]:
-    """The district served on a free port by a real uvicorn server, in this process."""
-    settings = settings_for(district_dir)
+@contextmanager
+def served_district(data_dir: Path) -> Iterator[Api]:
+    """The district in ``data_dir`` served on a free port by a real uvicorn server, in this process."""
+    settings = settings_for(data_dir)
     clock = ManualClock(SERVED_AT.astimezone(UTC))
     with serving(settings, clock) as (service, url):
         served = Api(url, service, clock, settings)
@@ -96,3 +97,18 @@ def api(district_dir: Path) -> Iterator[Api]:
         finally:
             for client in served.clients:
                 client.close()
+
+
+def served_copy(district_template: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Api]:
+    """A module's own copy of the simulated district, served once for all its tests (reads, and minted tokens)."""
+    data_dir = tmp_path_factory.mktemp(name) / "var"
+    shutil.copytree(district_template, data_dir)
+    with served_district(data_dir) as served:
+        yield served
+
+
+@pytest.fixture
+def api(district_dir: Path) -> Iterator[Api]:
+    """The district served on a free port by a real uvicorn server, in this process."""
+    with served_district(district_dir) as served:
+        yield served

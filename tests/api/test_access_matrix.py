@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +12,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from engine.clock import ManualClock
-from ops.serve import serving
 from projections.api.access import Role
-from tests.api.conftest import SERVED_AT, Api, settings_for
+from tests.api.conftest import Api, served_copy
 
 SHOWN, HIDDEN, DENIED = "shown", "hidden", "denied"
 """A read answers with the case (shown), answers without it (hidden: outside the reader's reach), or is refused."""
@@ -128,17 +124,7 @@ def choose_scene(api: Api) -> Scene:
 @pytest.fixture(scope="module")
 def district(district_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """The district served once for all the reads of the matrix (a read records nothing)."""
-    data_dir = tmp_path_factory.mktemp("matrix") / "var"
-    shutil.copytree(district_template, data_dir)
-    settings = settings_for(data_dir)
-    clock = ManualClock(SERVED_AT.astimezone(UTC))
-    with serving(settings, clock) as (service, url):
-        served = Api(url, service, clock, settings)
-        try:
-            yield served
-        finally:
-            for client in served.clients:
-                client.close()
+    yield from served_copy(district_template, tmp_path_factory, "matrix")
 
 
 @pytest.fixture(scope="module")
