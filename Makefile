@@ -52,8 +52,9 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev system-deps kafka-jars
 	$(BIN)/pytest -q
 
-# What the integration tests run on besides Python: Java and Maven for the local Kafka broker, kcat to look at it.
-SYSTEM_DEPS := java:default-jre-headless mvn:maven kcat:kcat
+# What the integration tests run on besides Python: Java and Maven for the local Kafka broker, kcat to look at it;
+# Debian's Chromium for the console's end-to-end tests (tests/e2e: Playwright drives /usr/bin/chromium).
+SYSTEM_DEPS := java:default-jre-headless mvn:maven kcat:kcat chromium:chromium
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 system-deps:
 	@for dep in $(SYSTEM_DEPS); do \
