@@ -14,7 +14,7 @@ from projections.rebuild import rebuild
 from projections.store import ViewStore
 from projections.views import default_projections
 from tests.projections.conftest import EAST, G1, G2, G3, STREET, WEST, Story, follow
-from tests.projections.evaluation_support import same_in_any_order
+from tests.projections.kafka_order import same_in_any_order
 
 MONDAY, TUESDAY = parse_period("2026-11-23"), parse_period("2026-11-24")
 

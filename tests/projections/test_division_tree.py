@@ -15,6 +15,7 @@ from projections.queries import view_rows
 from projections.runner import EmbeddedRunner
 from projections.store import ViewStore
 from projections.views import default_projections
+from tests.projections.kafka_order import as_if_from_kafka, log_events
 
 
 def redraw_and_retire(story: Any, place: Any) -> Any:
@@ -32,27 +33,6 @@ def _apply(events: list[tuple[Any, int]], path: Path) -> dict[str, list[dict[str
     rows = view_rows(store, "division_tree")
     store.close()
     return rows
-
-
-def _tree_events(story: Any) -> list[tuple[Any, int]]:
-    """Every event of the log the tree has an overload for, with its position, in log order."""
-    notifications = story.app.recorder.select_notifications(start=1, limit=10_000, topics=DivisionTree.topics)
-    return [(story.app.mapper.to_domain_event(n), n.id) for n in notifications]
-
-
-def _as_if_from_kafka(events: list[tuple[Any, int]], rng: random.Random) -> list[tuple[Any, int]]:
-    """The events interleaved at random across aggregates, each aggregate's own still in order (one partition)."""
-    by_aggregate: dict[Any, list[tuple[Any, int]]] = {}
-    for item in events:
-        by_aggregate.setdefault(item[0].originator_id, []).append(item)
-    queues = list(by_aggregate.values())
-    shuffled: list[tuple[Any, int]] = []
-    while queues:
-        queue = rng.choice(queues)
-        shuffled.append(queue.pop(0))
-        if not queue:
-            queues.remove(queue)
-    return shuffled
 
 
 def test_the_tree_holds_every_division_and_grid_with_what_its_own_events_say(
@@ -92,11 +72,11 @@ def test_the_tree_holds_every_division_and_grid_with_what_its_own_events_say(
 
 def test_the_tree_is_the_same_whatever_order_the_aggregates_arrive_in(story: Any, tmp_path: Path, place: Any) -> None:
     redraw_and_retire(story.city(), place)
-    events = _tree_events(story)
+    events = log_events(story, DivisionTree())
     in_log_order = _apply(events, tmp_path / "log-order.sqlite")
     assert len(in_log_order["division"]) == 12
     rng = random.Random(20261123)
-    orders = [_as_if_from_kafka(events, rng) for _ in range(8)]
+    orders = [as_if_from_kafka(events, rng) for _ in range(8)]
     assert any(order != events for order in orders)  # the grids' events before their communities', and so on
     for i, order in enumerate(orders):
         assert _apply(order, tmp_path / f"order-{i}.sqlite") == in_log_order
@@ -104,7 +84,9 @@ def test_the_tree_is_the_same_whatever_order_the_aggregates_arrive_in(story: Any
 
 def test_a_grid_redrawn_before_its_drawing_was_applied_is_refused(story: Any, tmp_path: Path, place: Any) -> None:
     redraw_and_retire(story, place)
-    redrawn = [(event, position) for event, position in _tree_events(story) if type(event).__name__ == "Redrawn"]
+    redrawn = [
+        (event, position) for event, position in log_events(story, DivisionTree()) if type(event).__name__ == "Redrawn"
+    ]
     with pytest.raises(LookupError, match="its Drawn event was never applied"):
         _apply(redrawn, tmp_path / "views.sqlite")
 

@@ -17,7 +17,7 @@ from projections.rebuild import rebuild
 from projections.store import ViewStore
 from projections.views import default_projections
 from tests.projections.conftest import EAST, G1, G2, G3, Story, follow
-from tests.projections.evaluation_support import same_in_any_order
+from tests.projections.kafka_order import same_in_any_order
 
 MONDAY = parse_period("2026-11-23")  # the story's day: a working Monday
 

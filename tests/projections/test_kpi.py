@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +18,7 @@ from projections.rebuild import rebuild
 from projections.store import ViewStore, view_rows
 from projections.views import default_projections
 from tests.projections.conftest import DISTRICT, EAST, G1, G2, G3, STREET, T0, WEST, Story, event_store, follow
+from tests.projections.kafka_order import as_if_from_kafka, log_events
 
 DAY1, DAY2 = date(2026, 11, 23), date(2026, 11, 24)  # a Monday and a Tuesday; the story starts at 09:00 local
 NOVEMBER = parse_period("2026-11")
@@ -224,35 +224,18 @@ def test_a_full_rebuild_gives_the_kpis_the_live_view_gave(scored: Scored, tmp_pa
 
 def test_the_kpis_are_the_same_whatever_order_the_aggregates_arrive_in(scored: Scored, tmp_path: Path) -> None:
     """As from Kafka: each aggregate's events in order, the aggregates interleaved at random (grids after cases)."""
-    app = scored.story.app
-    notifications = app.recorder.select_notifications(start=1, limit=100_000, topics=KpiFacts.topics)
-    events = [(app.mapper.to_domain_event(n), n.id) for n in notifications]
+    events = log_events(scored.story, KpiFacts())
     expected = {level: kpi_table(scored.store, level, NOVEMBER) for level in LEVELS}
     for seed in range(3):
         store = ViewStore.open(tmp_path / f"shuffled-{seed}.sqlite")
         try:
             view = KpiFacts()
             with store.transaction() as cursor:
-                for event, position in _as_if_from_kafka(events, random.Random(seed)):
+                for event, position in as_if_from_kafka(events, random.Random(seed)):
                     view.process_event(event, position, cursor)
             assert {level: kpi_table(store, level, NOVEMBER) for level in LEVELS} == expected
         finally:
             store.close()
-
-
-def _as_if_from_kafka(events: list[tuple[Any, int]], rng: random.Random) -> list[tuple[Any, int]]:
-    by_aggregate: dict[Any, list[tuple[Any, int]]] = {}
-    for item in events:
-        by_aggregate.setdefault(item[0].originator_id, []).append(item)
-    queues = list(by_aggregate.values())
-    rng.shuffle(queues)  # a grid's Drawn may come after its cases
-    shuffled: list[tuple[Any, int]] = []
-    while queues:
-        queue = rng.choice(queues)
-        shuffled.append(queue.pop(0))
-        if not queue:
-            queues.remove(queue)
-    return shuffled
 
 
 def test_a_step_of_a_case_the_view_never_saw_reported_is_refused_not_dropped(story: Story, views: ViewStore) -> None:

@@ -1,4 +1,4 @@
-"""What the evaluation views' tests share: folding a view's events in any order that Kafka could deliver."""
+"""Folding a view's events in any order Kafka could deliver: each aggregate's own in order, aggregates interleaved."""
 
 from __future__ import annotations
 
