@@ -163,7 +163,7 @@ def divisions(store: ViewStore, *, level: str | None = None, parent: str | None 
 
 def grid_prefix(code: str) -> str:
     """The prefix of every grid code under ``code``: a grid, community or street code is its own; a six-digit
-    division code loses its trailing "00" pairs (GB/T 2260: province XX0000, city XXXX00, county XXXXXX), so a city
+    division code loses its trailing "00" pairs (GB/T 2260: province 640000, city 640200, county 640202), so a city
     holds the grids of all its districts."""
     if len(code) == 6:
         while code.endswith("00"):

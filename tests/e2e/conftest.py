@@ -13,12 +13,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from projections.api.access import Principal, Role, add_token
+from tests.conftest import unavailable
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, ViewportSize
@@ -44,14 +45,6 @@ HANG_GUARD = 120.0
 LOCAL = re.compile(r"^(http://127\.0\.0\.1:\d+/|blob:http://127\.0\.0\.1:\d+/|data:)")
 DISTRICT = "140827"
 """Yuanqu (垣曲县), the district `gridloop simulate --preset yuanqu` draws."""
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Under CI a test that needs the browser and cannot have it fails; elsewhere it is skipped with the reason
-    (as the integration tests do without a Kafka broker)."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import pytest
 
 from ops.config import ConfigError, Settings, load_settings
 from ops.kafka_broker import Broker, BrokerUnavailable, LocalBroker, fetch_jars, provisioner
-from tests.integration.kafka_helpers import unavailable
+from tests.conftest import unavailable
 
 RUN = uuid.uuid4().hex[:8]
 """Names this run's topics, so that runs sharing an external cluster do not meet."""

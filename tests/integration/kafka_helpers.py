@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from time import monotonic
-from typing import Any, NoReturn
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -343,10 +343,3 @@ def assert_views_match_the_embedded_fold(deployment: Deployment, folder: Path) -
     finally:
         kafka.close()
         embedded.close()
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Under CI a test that needs Kafka (or kcat) and cannot have it fails; elsewhere it is skipped with the reason."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason)

@@ -11,7 +11,8 @@ import pytest
 
 from engine.seal import CHECKPOINT_EVERY
 from ops.kafka_broker import Broker
-from tests.integration.kafka_helpers import HANG_GUARD, Deployment, read_topics, simulated_store, unavailable
+from tests.conftest import unavailable
+from tests.integration.kafka_helpers import HANG_GUARD, Deployment, read_topics, simulated_store
 
 HEADER = re.compile(r"([a-z_]+)=([^,]*)")
 
