@@ -53,7 +53,8 @@ unit: $(VENV)/.installed-dev system-deps kafka-jars
 	$(BIN)/pytest -q
 
 # What the integration tests run on besides Python: Java and Maven for the local Kafka broker, kcat to look at it;
-# Debian's Chromium for the console's end-to-end tests (tests/e2e: Playwright drives /usr/bin/chromium).
+# Debian's Chromium for the console's end-to-end tests (tests/e2e: Playwright drives /usr/bin/chromium);
+# PostgreSQL for the distributed mode (the tests start a throw-away cluster as the postgres user).
 SYSTEM_DEPS := java:default-jre-headless mvn:maven kcat:kcat chromium:chromium
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 system-deps:
@@ -63,6 +64,10 @@ system-deps:
 	  $$sudo apt-get install -y -q $${dep#*:} || { $$sudo apt-get update -q && $$sudo apt-get install -y -q $${dep#*:}; } \
 	    || { echo "make: $${dep%%:*} is missing: install Debian's $${dep#*:}" >&2; exit 1; }; \
 	done
+	@# PostgreSQL's server programs (distributed mode, its tests): Debian keeps them off PATH, in /usr/lib/postgresql.
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get install -y -q postgresql || { $$sudo apt-get update -q && $$sudo apt-get install -y -q postgresql; } \
+	    || { echo "make: PostgreSQL is missing: install Debian's postgresql" >&2; exit 1; }; }
 	@# A font with Chinese glyphs, so the report charts name units in 中文 (they fall back to codes without one).
 	@test -e $(CJK_FONT) || { sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	  $$sudo apt-get install -y -q fonts-wqy-microhei || echo "make: no Chinese font; charts label units by code" >&2; \
