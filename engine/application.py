@@ -27,7 +27,7 @@ from engine.lifecycle import HAND_OVER_COMPLETING, HAND_OVER_PROCESSING
 from engine.patrol import Patrol
 from engine.receipts import CommandReceipt
 from engine.reference import LEVELS, ROLES, Division, Grid, Worker
-from engine.sealing import SealingMapper, open_recorder
+from engine.sealing import Sealing, SealingMapper, open_recorder
 from engine.tongban import ServiceItems
 from engine.work_order import WorkOrder
 from engine.working_time import WorkingCalendar, china_calendar
@@ -210,18 +210,28 @@ class Gridloop(Application[UUID]):
         return CommandResult(command.command_id, first.aggregate_id, self.position_of(first.id), (), duplicate=True)
 
     def position_of(self, aggregate_id: UUID, version: int = 1) -> int:
-        """The notification-log position of one recorded event."""
-        datastore = getattr(self.recorder, "datastore", None)
-        table = getattr(self.recorder, "events_table_name", "stored_events")
-        if datastore is None or not hasattr(self.recorder, "events_table_name"):
-            raise RuntimeError(f"position lookup is written for SQLite, not {type(self.recorder).__name__}")
-        with datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                f"SELECT rowid FROM {table} WHERE originator_id=? AND originator_version=?",  # noqa: S608
-                (aggregate_id.hex, version),
+        """The notification-log position of one recorded event (0 if there is none)."""
+        if not isinstance(self.recorder, Sealing):
+            raise RuntimeError(
+                f"position lookup is written for gridloop's sealed stores, not {type(self.recorder).__name__}"
             )
-            row = cursor.fetchone()
-        return int(row[0]) if row else 0
+        return self.recorder.position_of(aggregate_id, version)
+
+    def last_position_of(self, aggregate_id: UUID, at_most: int) -> int:
+        """The position of the aggregate's last event at or before log position ``at_most`` (0 if none).
+
+        A command's answer names its receipt's position, an event only the receipt's aggregate has; a view that
+        follows one aggregate (a case's row) holds the command once it holds the aggregate's own last event.
+        """
+        try:
+            version: int = self.repository.get(aggregate_id).version
+        except AggregateNotFoundError:
+            return 0
+        for earlier in range(version, 0, -1):  # the newest first: usually the first one looked at
+            position = self.position_of(aggregate_id, earlier)
+            if 0 < position <= at_most:
+                return position
+        return 0
 
     def _occurred_at(self, command: c.Command, now: datetime) -> datetime:
         if command.occurred_at is None:

@@ -6,7 +6,7 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 from uuid import UUID
 
 import structlog
@@ -18,11 +18,19 @@ from engine import seal
 from engine.errors import GridloopError, UnknownReference
 from engine.seal import GENESIS, Checkpoint, Seal
 
+if TYPE_CHECKING:
+    from engine.sealing_postgres import SealingPostgresRecorder
+
 log = structlog.get_logger()
 
 SEAL_TABLE = "event_seal"
 CHECKPOINT_TABLE = "log_checkpoint"
+SKIPPED_TABLE = "log_skipped"
 BACKFILL_PAGE = 1000
+
+
+SealedRecorder: TypeAlias = "SealingSQLiteRecorder | SealingPostgresRecorder"
+"""A process recorder that seals every event it inserts, on SQLite or PostgreSQL."""
 
 
 class SealingError(GridloopError):
@@ -58,6 +66,8 @@ class SealReader(Protocol):
 
     def max_sealed_position(self) -> int: ...
 
+    def select_skipped(self) -> list[tuple[int, int]]: ...
+
 
 def seal_reader(recorder: ApplicationRecorder) -> SealReader:
     """The recorder as a reader of its seals; refuses, by name, a recorder that does not seal."""
@@ -72,6 +82,8 @@ class Sealing(ABC):
     Called inside the transaction that inserted the events, once the positions are known, so an event
     and its seal are committed together or not at all.
     """
+
+    datastore: Any  # the recorder's: SQLite's or PostgreSQL's, with the same transaction(commit=...)
 
     def _seal(self, c: Any, stored_events: Sequence[StoredEvent], positions: Sequence[int]) -> None:
         contents = [content_of(s) for s in stored_events]
@@ -90,7 +102,7 @@ class Sealing(ABC):
             in_batch[(originator_id, version)] = hash_
             seals.append(Seal(position, originator_id, version, prev, hash_))
         self._write_seals(c, seals)
-        for position in seal.checkpoint_positions(min(positions), max(positions)):
+        for position in seal.checkpoint_positions(self._note_skipped(c, positions), max(positions)):
             first = position - seal.CHECKPOINT_EVERY + 1
             prev_checkpoint = GENESIS if first == 1 else self._checkpoint_hash(c, first - 1)
             if prev_checkpoint is None:
@@ -100,6 +112,62 @@ class Sealing(ABC):
             self._write_checkpoint(
                 c, Checkpoint(position, seal.checkpoint(prev_checkpoint, position, hashes), prev_checkpoint)
             )
+
+    def backfill(self, mapper: Mapper[UUID]) -> int:
+        """Seal a store recorded before sealing existed (no seal at all), in log order; returns how many.
+
+        Only a store with no seal is sealed here: an unsealed event in a sealed store was inserted behind
+        gridloop's back, and sealing it now would launder it.
+        """
+        if not self._needs_backfill():
+            return 0
+        count = after = 0
+        with self.datastore.transaction(commit=True) as c:
+            # Take the write lock first: another process opening the same old store waits, then finds it sealed.
+            if not self._lock_unsealed(c):
+                return 0
+            while page := self._events_after(c, after, BACKFILL_PAGE):
+                sealed_page = [
+                    SealedStoredEvent(
+                        n.originator_id,
+                        n.originator_version,
+                        n.topic,
+                        n.state,
+                        seal.content_hash(mapper.to_domain_event(n)),
+                    )
+                    for n in page
+                ]
+                self._seal(c, sealed_page, [n.id for n in page])
+                count += len(page)
+                after = page[-1].id
+        log.info("store_sealed", events=count, last_position=after)
+        return count
+
+    @abstractmethod
+    def position_of(self, originator_id: UUID, version: int) -> int:
+        """The log position of one recorded event (0 if there is none)."""
+
+    @abstractmethod
+    def _needs_backfill(self) -> bool:
+        """Whether the store holds events and no seal at all."""
+
+    @abstractmethod
+    def _lock_unsealed(self, c: Any) -> bool:
+        """Take the store's write lock; whether it is still unsealed under it."""
+
+    @abstractmethod
+    def _events_after(self, c: Any, after: int, limit: int) -> list[Notification]:
+        """Up to ``limit`` events after position ``after``, in log order."""
+
+    def _note_skipped(self, c: Any, positions: Sequence[int]) -> int:
+        """Where to look for the checkpoints due with a batch at ``positions`` (ascending): the batch's start
+        where positions never skip (SQLite's rowid). A store whose positions skip records the skipped runs
+        and answers the position after the last sealed one, so a checkpoint in a skipped run is written."""
+        return positions[0]
+
+    def select_skipped(self) -> list[tuple[int, int]]:
+        """The runs of positions (first, last) that no committed transaction took: none where positions never skip."""
+        return []
 
     @abstractmethod
     def _seal_hash(self, c: Any, originator_id: UUID, version: int) -> bytes | None:
@@ -178,58 +246,41 @@ class SealingSQLiteRecorder(Sealing, SQLiteProcessRecorder):
             c.execute(f"SELECT MAX(position) FROM {SEAL_TABLE}")  # noqa: S608
             return int(c.fetchone()[0] or 0)
 
-    def backfill(self, mapper: Mapper[UUID]) -> int:
-        """Seal a store recorded before sealing existed (no seal at all), in log order; returns how many.
+    def position_of(self, originator_id: UUID, version: int) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid FROM {self.events_table_name} WHERE originator_id=? AND originator_version=?",  # noqa: S608
+                (originator_id.hex, version),
+            )
+            row = c.fetchone()
+        return int(row[0]) if row else 0
 
-        Only a store with no seal is sealed here: an unsealed event in a sealed store was inserted behind
-        gridloop's back, and sealing it now would launder it.
-        """
+    def _needs_backfill(self) -> bool:
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT EXISTS (SELECT 1 FROM {SEAL_TABLE}), MAX(rowid) FROM {self.events_table_name}")  # noqa: S608
             sealed, last = c.fetchone()
-        if sealed or not last:
-            return 0
-        count = 0
-        with self.datastore.transaction(commit=True) as c:
-            # Take the write lock first: another process opening the same old store waits, then finds it sealed.
-            c.execute(f"DELETE FROM {SEAL_TABLE} WHERE 0")  # noqa: S608
-            c.execute(f"SELECT EXISTS (SELECT 1 FROM {SEAL_TABLE})")  # noqa: S608
-            if c.fetchone()[0]:
-                return 0
-            after = 0
-            while True:
-                c.execute(
-                    f"SELECT rowid, * FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",  # noqa: S608
-                    (after, BACKFILL_PAGE),
-                )
-                rows = c.fetchall()
-                if not rows:
-                    break
-                page = [
-                    Notification(
-                        id=row["rowid"],
-                        originator_id=self.convert_originator_id(row["originator_id"]),
-                        originator_version=row["originator_version"],
-                        topic=row["topic"],
-                        state=row["state"],
-                    )
-                    for row in rows
-                ]
-                sealed_page = [
-                    SealedStoredEvent(
-                        n.originator_id,
-                        n.originator_version,
-                        n.topic,
-                        n.state,
-                        seal.content_hash(mapper.to_domain_event(n)),
-                    )
-                    for n in page
-                ]
-                self._seal(c, sealed_page, [n.id for n in page])
-                count += len(page)
-                after = page[-1].id
-        log.info("store_sealed", events=count, last_position=after)
-        return count
+        return not sealed and bool(last)
+
+    def _lock_unsealed(self, c: SQLiteCursor) -> bool:
+        c.execute(f"DELETE FROM {SEAL_TABLE} WHERE 0")  # noqa: S608
+        c.execute(f"SELECT EXISTS (SELECT 1 FROM {SEAL_TABLE})")  # noqa: S608
+        return not c.fetchone()[0]
+
+    def _events_after(self, c: SQLiteCursor, after: int, limit: int) -> list[Notification]:
+        c.execute(
+            f"SELECT rowid, * FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",  # noqa: S608
+            (after, limit),
+        )
+        return [
+            Notification(
+                id=row["rowid"],
+                originator_id=self.convert_originator_id(row["originator_id"]),
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=row["state"],
+            )
+            for row in c.fetchall()
+        ]
 
     def _seal_hash(self, c: SQLiteCursor, originator_id: UUID, version: int) -> bytes | None:
         # Through the event's own primary key to its position: no second index to write on every insert.
@@ -272,14 +323,22 @@ class SealingSQLiteRecorder(Sealing, SQLiteProcessRecorder):
         )
 
 
-def open_recorder(factory: InfrastructureFactory[Any], mapper: Mapper[UUID]) -> SealingSQLiteRecorder:
+def open_recorder(factory: InfrastructureFactory[Any], mapper: Mapper[UUID]) -> SealedRecorder:
     """The application's sealed recorder on the factory's store, its tables created and an old store sealed."""
-    if not isinstance(factory, SQLiteFactory):
-        raise SealingError(
-            f"sealing is written for SQLite, not {type(factory).__module__}: "
-            "use PERSISTENCE_MODULE=eventsourcing.sqlite"
-        )
-    recorder = SealingSQLiteRecorder(factory.datastore)
+    recorder: SealedRecorder
+    if isinstance(factory, SQLiteFactory):
+        recorder = SealingSQLiteRecorder(factory.datastore)
+    else:
+        from eventsourcing.postgres import PostgresFactory  # psycopg is loaded for PostgreSQL only
+
+        from engine.sealing_postgres import SealingPostgresRecorder
+
+        if not isinstance(factory, PostgresFactory):
+            raise SealingError(
+                f"sealing is written for SQLite and PostgreSQL, not {type(factory).__module__}: "
+                "use PERSISTENCE_MODULE=eventsourcing.sqlite or eventsourcing.postgres"
+            )
+        recorder = SealingPostgresRecorder.on(factory)
     if factory.env_create_table():  # the relay's builder process opens the store without: it only reads
         recorder.create_table()
         recorder.backfill(mapper)

@@ -2,7 +2,7 @@
 
 PostgreSQL refuses to run as root: when gridloop runs as root, the cluster's directory is handed to the
 ``postgres`` user (created by Debian's package) and every server program runs as that user (``runuser``).
-Production uses an existing server (``postgres_dsn``); this module never runs there.
+Production uses an existing server (``postgres_provisioner = external``); this module never runs there.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -38,7 +42,7 @@ class Server:
     host: str
     port: int
     user: str = SERVER_USER
-    password: str = ""
+    password: str = field(default="", repr=False)
     dbname: str = DATABASE
 
     @property
@@ -46,6 +50,26 @@ class Server:
         """The libpq connection string (``postgresql://user[:password]@host:port/dbname``)."""
         secret = f":{self.password}" if self.password else ""
         return f"postgresql://{self.user}{secret}@{self.host}:{self.port}/{self.dbname}"
+
+    def connect(self, **options: Any) -> Any:
+        """A psycopg connection to the database (``options``: psycopg's, e.g. autocommit, connect_timeout)."""
+        import psycopg
+
+        return psycopg.connect(
+            host=self.host, port=self.port, user=self.user, password=self.password, dbname=self.dbname, **options
+        )
+
+    def event_store_env(self, schema: str) -> dict[str, str]:
+        """The eventsourcing library's environment for an event store in ``schema`` of this database."""
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_SCHEMA": schema,
+        }
 
 
 def binaries() -> Path:
@@ -183,3 +207,24 @@ def _accepts(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
+
+
+@contextmanager
+def throwaway_server(external: str, prefix: str, *, durable: bool) -> Iterator[Server]:
+    """The server at ``external`` (host:port, user postgres, trust auth) if given, else a local cluster of its
+    own in a new directory under /var/tmp, stopped and removed at the end (tests, benchmarks).
+
+    Not under a 0700 temporary directory of root's: the postgres user could not reach it.
+    """
+    if external:
+        host, _, port = external.rpartition(":")
+        server = Server(host or "127.0.0.1", int(port))
+        create_database(server)
+        yield server
+        return
+    local = LocalServer(Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp")), durable=durable)
+    try:
+        yield local.up()
+    finally:
+        local.down()
+        shutil.rmtree(local.directory, ignore_errors=True)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NoReturn
 
 import pytest
 import structlog
 
-from ops.postgres import LocalServer, PostgresUnavailable, Server, create_database
+from ops.postgres import PostgresUnavailable, Server, throwaway_server
 
 
 @pytest.fixture(autouse=True)
@@ -37,22 +34,11 @@ def unavailable(reason: str) -> NoReturn:
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real PostgreSQL server for the session: ``GRIDLOOP_TEST_POSTGRES`` (host:port of a running one, user
     postgres, trust auth) or a throw-away local cluster from Debian's packages (ops.postgres), stopped at the end."""
-    external = os.environ.get("GRIDLOOP_TEST_POSTGRES", "")
-    if external:
-        host, _, port = external.rpartition(":")
-        server = Server(host or "127.0.0.1", int(port))
-        create_database(server)
-        yield server
-        return
-    # Not under pytest's temporary directory: the postgres user cannot reach root's 0700 directories.
-    local = LocalServer(Path(tempfile.mkdtemp(prefix="gridloop-pg-", dir="/var/tmp")), durable=False)
     try:
-        server = local.up()
+        with throwaway_server(os.environ.get("GRIDLOOP_TEST_POSTGRES", ""), "gridloop-pg-", durable=False) as server:
+            yield server
     except PostgresUnavailable as exc:
         unavailable(f"PostgreSQL: {exc}")
-    yield server
-    local.down()
-    shutil.rmtree(local.directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -75,12 +61,4 @@ def pg_schema(postgres: Server) -> Iterator[str]:
 
 def pg_env(server: Server, schema: str) -> dict[str, str]:
     """The eventsourcing library's environment for an event store in ``schema`` of ``server``'s database."""
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": server.dbname,
-        "POSTGRES_HOST": server.host,
-        "POSTGRES_PORT": str(server.port),
-        "POSTGRES_USER": server.user,
-        "POSTGRES_PASSWORD": server.password,
-        "POSTGRES_SCHEMA": schema,
-    }
+    return server.event_store_env(schema)

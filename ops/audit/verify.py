@@ -13,6 +13,7 @@ from rich.table import Table
 from engine.application import Gridloop
 from engine.errors import GridloopError
 from engine.relay import store_of
+from engine.sealing import seal_reader
 from ops.cli_support import fail_cleanly, out, plain
 from ops.config import Settings
 from ops.runtime import kafka_bootstrap, topics
@@ -25,20 +26,20 @@ SHOWN = 20
 
 @click.command(name="verify")
 @click.option("--store/--no-store", default=True, show_default=True, help="Check the event store's seals.")
-@click.option("--kafka/--no-kafka", default=None, help="Check the Kafka topics (default: when mode is kafka).")
+@click.option("--kafka/--no-kafka", default=None, help="Check the Kafka topics (default: when the views follow Kafka).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @click.pass_obj
 @fail_cleanly
 def verify_command(settings: Settings, store: bool, kafka: bool | None, as_json: bool) -> None:
     """Tamper evidence (防篡改): recompute every hash, report the first broken link; exit 1 if anything is."""
-    check_kafka = kafka if kafka is not None else settings.mode == "kafka"
+    check_kafka = kafka if kafka is not None else settings.views_follow_kafka
     if not (store or check_kafka):
         raise click.UsageError("nothing to verify: give --store or --kafka")
     verdicts: list[Verdict] = []
     if store:
         verdicts.append(_verify_store(settings))
     if check_kafka:
-        verdicts.append(verify_kafka(kafka_bootstrap(settings), topics(settings)))
+        verdicts.append(verify_kafka(kafka_bootstrap(settings), topics(settings), skipped=_skipped(settings)))
     comparison = compare(verdicts[0], verdicts[1]) if len(verdicts) == 2 else None
     intact = all(v.intact for v in verdicts) and (comparison is None or comparison.agree)
     if as_json:
@@ -54,11 +55,22 @@ def verify_command(settings: Settings, store: bool, kafka: bool | None, as_json:
 def _verify_store(settings: Settings) -> Verdict:
     """The store's verdict, read without writing: an audit neither creates tables nor seals an old store."""
     path = settings.event_store_path
-    if not path.is_file():
+    if not settings.uses_postgres and not path.is_file():
         raise GridloopError(f"no event store at {path}: give the data directory that holds events.sqlite")
     app = store_of(Gridloop, settings.event_store_env())
     try:
         return verify_store(app)
+    finally:
+        app.close()
+
+
+def _skipped(settings: Settings) -> list[tuple[int, int]]:
+    """The positions the store skipped (rolled-back inserts on PostgreSQL), which Kafka cannot hold either."""
+    if not settings.uses_postgres:
+        return []
+    app = store_of(Gridloop, settings.event_store_env())
+    try:
+        return seal_reader(app.recorder).select_skipped()
     finally:
         app.close()
 

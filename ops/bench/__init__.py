@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+from eventsourcing.application import Application
 from fastavro import schemaless_reader, schemaless_writer
 
 from engine import codec
@@ -74,6 +76,10 @@ def _app(directory: Path, name: str, clock: ManualClock) -> Gridloop:
     return Gridloop({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(directory / name)}, clock=clock)
 
 
+StoreEnv = Callable[[str], dict[str, str]]
+"""A fresh, empty event store for each name: the eventsourcing environment opening it."""
+
+
 def _report(i: int, grid: str) -> c.ReportCase:
     return c.ReportCase(
         command_id=f"r{i}",
@@ -88,51 +94,59 @@ def _report(i: int, grid: str) -> c.ReportCase:
 
 
 def command_path(n: int, repeats: int) -> Measurement:
-    """Report N cases through ``Gridloop.execute`` vs saving the same aggregates with the bare library."""
-    clock = ManualClock(T0)
+    """Report N cases through ``Gridloop.execute`` vs saving the same aggregates with the bare library (SQLite)."""
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        runs = iter(range(repeats * 2))
 
-        def gridloop() -> None:
-            app = _app(directory, f"g{next(runs)}.sqlite", clock)
-            grid = set_up_district(app, "bench", "b")
-            for i in range(n):
-                app.execute(_report(i, grid))
-            app.close()
+        def sqlite(name: str) -> dict[str, str]:
+            return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(directory / f"{name}.sqlite")}
 
-        def bare() -> None:
-            app = _app(directory, f"b{next(runs)}.sqlite", clock)
-            for i in range(n):
-                app.save(
-                    WorkOrder(
-                        id=name_id("case", f"r{i}"),
-                        source="resident",
-                        category="C0101",
-                        grid="g",
-                        desk="140827",
-                        description="井盖缺失",
-                        reporter="",
-                        lon=111.67,
-                        lat=35.3,
-                        patrol_id=None,
-                        occurred_at=T0,
-                        actor="bench",
-                        service_item="",
-                        processing_unit="",
-                        admission_item="",
-                        certificate="",
-                    )
+        return compare_command_path(sqlite, n, repeats, "command → stored (report)", Gridloop)
+
+
+def compare_command_path(
+    store: StoreEnv, n: int, repeats: int, name: str, baseline: type[Application[UUID]] = Application
+) -> Measurement:
+    """Report N cases through ``Gridloop.execute`` vs ``baseline.save`` of the same aggregates, each run on a
+    fresh store from ``store``. The SQLite row has always saved through Gridloop's own store (sealed, Avro);
+    ``Application`` is the bare library: its default recorder and JSON transcoder, nothing gridloop adds."""
+    clock = ManualClock(T0)
+    runs = iter(range(repeats * 2))
+
+    def gridloop() -> None:
+        app = Gridloop(store(f"g{next(runs)}"), clock=clock)
+        grid = set_up_district(app, "bench", "b")
+        for i in range(n):
+            app.execute(_report(i, grid))
+        app.close()
+
+    def bare() -> None:
+        app = baseline(store(f"b{next(runs)}"))
+        for i in range(n):
+            app.save(
+                WorkOrder(
+                    id=name_id("case", f"r{i}"),
+                    source="resident",
+                    category="C0101",
+                    grid="g",
+                    desk="140827",
+                    description="井盖缺失",
+                    reporter="",
+                    lon=111.67,
+                    lat=35.3,
+                    patrol_id=None,
+                    occurred_at=T0,
+                    actor="bench",
+                    service_item="",
+                    processing_unit="",
+                    admission_item="",
+                    certificate="",
                 )
-            app.close()
+            )
+        app.close()
 
-        return Measurement(
-            "command → stored (report)",
-            n,
-            _rate(n, gridloop, repeats),
-            _rate(n, bare, repeats),
-            "eventsourcing Application.save of the same aggregate",
-        )
+    what = "Gridloop.save" if issubclass(baseline, Gridloop) else "bare eventsourcing Application.save"
+    return Measurement(name, n, _rate(n, gridloop, repeats), _rate(n, bare, repeats), f"{what} of the same aggregate")
 
 
 def sample_events(n: int, directory: Path) -> tuple[Gridloop, list[Any]]:
@@ -218,10 +232,13 @@ def run(quick: bool = False) -> list[Measurement]:
     """Every benchmark, smaller when ``quick``; the Kafka paths on the configured broker or one of their own."""
     from ops.bench.api import api_paths  # they build on this module
     from ops.bench.kafka import bench_broker, kafka_paths
+    from ops.bench.postgres import bench_postgres, postgres_command_path
 
     n, repeats = (300, 3) if quick else (3000, 5)
-    with bench_broker() as broker:  # first: a missing Java or an unreachable cluster fails before the long part
-        results = [command_path(n, repeats), avro_codec(n * 3, repeats), projection_rebuild(n * 3, repeats)]
+    with bench_postgres() as server:
+        results = [postgres_command_path(server, n // 3, repeats)]
+    with bench_broker() as broker:  # a missing Java or an unreachable cluster fails before the long part
+        results += [command_path(n, repeats), avro_codec(n * 3, repeats), projection_rebuild(n * 3, repeats)]
         results += kafka_paths(broker, n * 10, repeats)
     return results + api_paths(quick)  # with the broker stopped: its JVM would take CPU from the servers
 

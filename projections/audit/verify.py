@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -36,6 +37,7 @@ def verify_store(app: Application[UUID], batch_size: int = 5000) -> Verdict:
     seals = seal_reader(app.recorder)
     try:
         last_sealed = seals.max_sealed_position()
+        skipped = {p for first, last in seals.select_skipped() for p in range(first, last + 1)}
     except OperationalError:  # opened without creating tables (as the audit opens it), and they are not there
         findings = Findings()
         detail = "the store has no seal tables: recorded before sealing and not opened by gridloop since, or dropped"
@@ -43,7 +45,7 @@ def verify_store(app: Application[UUID], batch_size: int = 5000) -> Verdict:
         last = app.recorder.max_notification_id() or 0
         return findings.verdict("event store", 0, 0, last, {}, time.perf_counter() - started)
     last = max(app.recorder.max_notification_id() or 0, last_sealed)
-    audit = _StoreAudit(app.mapper, {c.position: c for c in seals.select_checkpoints()}, last_sealed)
+    audit = _StoreAudit(app.mapper, {c.position: c for c in seals.select_checkpoints()}, last_sealed, skipped)
     for first in range(1, last + 1, batch_size):
         end = min(last, first + batch_size - 1)
         events = {n.id: n for n in app.recorder.select_notifications(first, batch_size, stop=end)}
@@ -59,8 +61,11 @@ def verify_store(app: Application[UUID], batch_size: int = 5000) -> Verdict:
 class _StoreAudit:
     """The store's checks, position by position: each seal against its event, the chains, the checkpoints."""
 
-    def __init__(self, mapper: Mapper[UUID], recorded: dict[int, Checkpoint], last_sealed: int) -> None:
+    def __init__(
+        self, mapper: Mapper[UUID], recorded: dict[int, Checkpoint], last_sealed: int, skipped: set[int]
+    ) -> None:
         self.mapper = mapper
+        self.skipped = skipped  # drawn by transactions that rolled back (PostgreSQL's sequence): never held anything
         self.recorded = recorded
         self.last_sealed = last_sealed
         self.findings = Findings()
@@ -143,8 +148,11 @@ class _StoreAudit:
             detail = f"the checkpoint does not match the seals of positions {first}-{position}"
             self.findings.add("checkpoint", At(position), f"{detail}: a seal in that range was altered or deleted")
 
+    def _present(self, position: int) -> bool:
+        return position not in self.empty or position in self.skipped
+
     def finish(self, last: int) -> None:
-        self.findings.missing_runs(lambda p: p not in self.empty, last, "holds neither an event nor a seal")
+        self.findings.missing_runs(self._present, last, "holds neither an event nor a seal")
         for position in sorted(p for p in self.recorded if p > last):
             detail = f"a checkpoint covers position {position}, past the log's end ({last})"
             self.findings.add("deleted", At(position), f"{detail}: events at the end were deleted with their seals")
@@ -153,9 +161,14 @@ class _StoreAudit:
 # -- the Kafka log ------------------------------------------------------------------------------------
 
 
-def verify_kafka(bootstrap: str, topics: Topics, idle_timeout: float = 60.0) -> Verdict:
+def verify_kafka(
+    bootstrap: str, topics: Topics, idle_timeout: float = 60.0, skipped: Sequence[tuple[int, int]] = ()
+) -> Verdict:
     """Read every event topic from the beginning (read-committed, no consumer group) and check each record's
-    hash against its own content, each aggregate's chain in partition order, the positions and checkpoints."""
+    hash against its own content, each aggregate's chain in partition order, the positions and checkpoints.
+
+    ``skipped``: the runs of positions the store records as never taken (``select_skipped``: PostgreSQL's
+    sequence moves on past a rolled-back insert); no record is expected there."""
     started = time.perf_counter()
     consumer = read_committed_consumer(bootstrap, group_id=None)
     try:
@@ -169,7 +182,7 @@ def verify_kafka(bootstrap: str, topics: Topics, idle_timeout: float = 60.0) -> 
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         ends: dict[TopicPartition, int] = consumer.end_offsets(partitions)
-        audit = _KafkaAudit(topics)
+        audit = _KafkaAudit(topics, {p for first, last in skipped for p in range(first, last + 1)})
         moved = time.monotonic()
         while any(consumer.position(tp) < ends[tp] for tp in partitions):
             if time.monotonic() - moved > idle_timeout:
@@ -189,8 +202,9 @@ def verify_kafka(bootstrap: str, topics: Topics, idle_timeout: float = 60.0) -> 
 class _KafkaAudit:
     """The Kafka log's checks, record by record in each partition's order, then across partitions."""
 
-    def __init__(self, topics: Topics) -> None:
+    def __init__(self, topics: Topics, skipped: set[int] | None = None) -> None:
         self.topics = topics
+        self.skipped = skipped or set()  # positions no committed transaction took: nothing to find there
         self.findings = Findings()
         self.events = self.checkpoints_checked = self.last = 0
         self.seen = bytearray(1)  # per position: 0 not seen, 1 seen, 2 seen and its hash checked out
@@ -279,17 +293,25 @@ class _KafkaAudit:
         if hash_ is not None:
             self.hashes[position * HASH_SIZE : (position + 1) * HASH_SIZE] = hash_
 
+    def _present(self, position: int) -> bool:
+        return bool(self.seen[position]) or position in self.skipped
+
     def finish(self) -> None:
-        self.findings.missing_runs(lambda p: bool(self.seen[p]), self.last, "is not on Kafka: deleted, or lost")
+        self.findings.missing_runs(self._present, self.last, "is not on Kafka: deleted, or lost")
         prev: bytes | None = GENESIS  # the checkpoint before: as recorded, else as recomputed (None if unknown)
         for position in range(CHECKPOINT_EVERY, self.last + 1, CHECKPOINT_EVERY):
             first = position - CHECKPOINT_EVERY + 1
             recorded = self.recorded.get(position)
             computed = None
-            if prev is not None and all(self.seen[first : position + 1]):
-                computed = checkpoint(
-                    prev, position, [bytes(self.hashes[first * HASH_SIZE : (position + 1) * HASH_SIZE])]
-                )
+            if self.skipped.isdisjoint(range(first, position + 1)):
+                if prev is not None and all(self.seen[first : position + 1]):
+                    computed = checkpoint(
+                        prev, position, [bytes(self.hashes[first * HASH_SIZE : (position + 1) * HASH_SIZE])]
+                    )
+            elif prev is not None and all(self._present(p) for p in range(first, position + 1)):
+                taken = [p for p in range(first, position + 1) if p not in self.skipped]
+                hashes = [bytes(self.hashes[p * HASH_SIZE : (p + 1) * HASH_SIZE]) for p in taken]
+                computed = checkpoint(prev, position, hashes)
             if recorded is None and self.seen[position]:
                 detail = f"the record at position {position} carries no checkpoint header: it was removed"
                 self.findings.add("checkpoint", At(position), detail)

@@ -8,6 +8,7 @@ from datetime import UTC, date
 from io import BytesIO
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from eventsourcing.persistence import StoredEvent
@@ -33,6 +34,7 @@ from ops.sample import GRID, set_up_district
 from ops.simulation.working_time import midnight
 from ops.simulator import simulate
 from schemas.registry import current_schema, registry
+from tests.conftest import pg_env
 from tests.engine.test_codec import run_scenario
 from tests.ops.test_simulator import _small_yuanqu
 
@@ -73,9 +75,19 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Gridloop:
     return run_scenario(tmp_path_factory.mktemp("seal-scenario") / "events.sqlite")
 
 
-def many_events(path: Path, reports: int) -> Gridloop:
-    """An app on ``path`` with the sample district and ``reports`` cases reported (two events each)."""
-    app = open_app(path, ManualClock(midnight(DAY)))
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """An empty event store on SQLite or on PostgreSQL (a fresh schema of the session's server)."""
+    if request.param == "sqlite":
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(tmp_path / "events.sqlite")}
+    return pg_env(request.getfixturevalue("postgres"), request.getfixturevalue("pg_schema"))
+
+
+def many_events(path: Path | dict[str, str], reports: int) -> Gridloop:
+    """An app on ``path`` (or a store's env) with the sample district and ``reports`` cases reported (two events
+    each)."""
+    env = path if isinstance(path, dict) else {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+    app = Gridloop(env, clock=ManualClock(midnight(DAY)))
     grid = set_up_district(app)
     for n in range(reports):
         app.execute(c.ReportCase(command_id=f"r{n}", actor="resident:1", source="app", category="C0101", grid=grid,
@@ -197,6 +209,27 @@ def test_every_recorded_event_is_sealed_with_its_aggregates_previous_hash(scenar
         previous[sealed.originator_id] = sealed.hash
 
 
+def test_each_backend_seals_every_event_with_its_aggregates_previous_hash(store_env: dict[str, str]) -> None:
+    app = many_events(store_env, 3)
+    reported = app.execute(c.ReportCase(command_id="one-more", actor="resident:1", source="app", category="C0101",
+                                        grid=GRID, description="x"))  # fmt: skip
+    case = app.execute(c.RegisterCase(command_id="g0", actor="desk:1", case_id=reported.aggregate_id))
+    last = app.recorder.max_notification_id() or 0
+    seals = app.recorder.select_seals(1, last)  # type: ignore[attr-defined]
+    assert [s.position for s in seals] == list(range(1, last + 1))
+    previous: dict[Any, bytes] = {}
+    for sealed, notification in zip(seals, app.recorder.select_notifications(1, last), strict=True):
+        assert (sealed.originator_id, sealed.originator_version) == (
+            UUID(str(notification.originator_id)), notification.originator_version
+        )  # fmt: skip
+        expected_prev = previous.get(sealed.originator_id, GENESIS)
+        assert sealed.prev_hash == expected_prev
+        assert sealed.hash == link(expected_prev, content_hash(app.mapper.to_domain_event(notification)))
+        previous[sealed.originator_id] = sealed.hash
+    assert app.position_of(case.aggregate_id, 2) == case.position - 1
+    app.close()
+
+
 def test_a_checkpoint_chains_the_log_at_every_thousandth_position(tmp_path: Path) -> None:
     app = many_events(tmp_path / "events.sqlite", 1050)
     last = app.recorder.max_notification_id() or 0
@@ -237,16 +270,31 @@ def test_a_store_recorded_before_sealing_is_sealed_in_log_order_when_opened(tmp_
     assert not [log for log in logs if log["event"] == "store_sealed"], "a sealed store is sealed once"
 
 
-def test_an_event_slipped_into_a_sealed_store_is_not_sealed_when_the_store_is_opened(tmp_path: Path) -> None:
-    path = tmp_path / "events.sqlite"
-    many_events(path, 3).close()
-    with closing(sqlite3.connect(path)) as db, db:
-        db.execute(
-            "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
-            "SELECT originator_id, originator_version + 1, topic, state FROM stored_events ORDER BY rowid DESC LIMIT 1"
+def test_an_event_slipped_into_a_sealed_store_is_not_sealed_when_the_store_is_opened(store_env: dict[str, str]) -> None:
+    many_events(store_env, 3).close()
+    if "SQLITE_DBNAME" in store_env:
+        with closing(sqlite3.connect(store_env["SQLITE_DBNAME"])) as db, db:
+            db.execute(
+                "INSERT INTO stored_events (originator_id, originator_version, topic, state) SELECT originator_id, "
+                "originator_version + 1, topic, state FROM stored_events ORDER BY rowid DESC LIMIT 1"
+            )
+            forged = db.execute("SELECT MAX(rowid) FROM stored_events").fetchone()[0]
+    else:
+        import psycopg
+
+        events = f"{store_env['POSTGRES_SCHEMA']}.gridloop_events"
+        dsn = (
+            f"host={store_env['POSTGRES_HOST']} port={store_env['POSTGRES_PORT']} dbname={store_env['POSTGRES_DBNAME']}"
         )
-        forged = db.execute("SELECT MAX(rowid) FROM stored_events").fetchone()[0]
-    app = open_app(path)
+        with psycopg.connect(f"{dsn} user={store_env['POSTGRES_USER']}", autocommit=True) as db:
+            row = db.execute(
+                f"INSERT INTO {events} (originator_id, originator_version, topic, state) SELECT originator_id, "
+                f"originator_version + 1, topic, state FROM {events} ORDER BY notification_id DESC LIMIT 1 "
+                "RETURNING notification_id"
+            ).fetchone()
+            assert row is not None
+            forged = row[0]
+    app = Gridloop(store_env)
     assert app.recorder.select_seals(forged, forged) == []  # type: ignore[attr-defined]
     app.close()
 

@@ -16,6 +16,7 @@ from engine.application import Gridloop
 from engine.clock import ManualClock
 from ops.audit.verify import verify_command
 from ops.config import Settings, load_settings
+from ops.postgres import Server
 from ops.sample import GRID, set_up_district
 
 
@@ -87,3 +88,28 @@ def test_verifying_nothing_is_refused_as_a_usage_error(settings: Settings) -> No
     done = verify(settings, "--no-store")
     assert done.exit_code == 2
     assert "nothing to verify" in done.output
+
+
+def test_a_postgres_store_is_verified_the_same_way(postgres: Server, pg_schema: str, tmp_path: Path) -> None:
+    settings = load_settings(
+        {}, data_dir=tmp_path, mode="distributed", postgres_provisioner="external", postgres_host=postgres.host,
+        postgres_port=postgres.port, postgres_dbname=postgres.dbname, postgres_schema=pg_schema,
+    )  # fmt: skip
+    app = Gridloop(settings.event_store_env(), clock=ManualClock(datetime(2026, 11, 23, 1, tzinfo=UTC)))
+    set_up_district(app)
+    done = app.execute(c.ReportCase(command_id="r0", actor="resident:1", source="app", category="C0101", grid=GRID,
+                                    description="井盖缺失"))  # fmt: skip
+    position = app.position_of(done.aggregate_id)
+    app.close()
+    assert verify(settings).exit_code == 0
+    import psycopg
+
+    with psycopg.connect(postgres.dsn, autocommit=True) as db:
+        events = f"{pg_schema}.gridloop_events"
+        row = db.execute(f"SELECT state FROM {events} WHERE notification_id = %s", (position,)).fetchone()
+        assert row is not None
+        changed = bytes(row[0]).replace("井盖缺失".encode(), "井盖完好".encode())
+        db.execute(f"UPDATE {events} SET state = %s WHERE notification_id = %s", (changed, position))
+    broken = verify(settings)
+    assert broken.exit_code == 1, broken.output
+    assert f"first broken link: position {position}, version 1 of" in broken.output
