@@ -16,7 +16,7 @@ from projections.projection import Cursor, Projection, ViewTable, event_class, i
 from projections.scope import EVERYWHERE, Scope, scope_filter
 
 if TYPE_CHECKING:
-    from projections.store import ViewStore
+    from projections.store import Views
 
 # Two tables: the resident cases the view has seen reported (who to call, where, what), and the
 # tasks: one row per closed case awaiting its call-back. A row enters when verification closes
@@ -131,7 +131,7 @@ class CallbackTask:
 
 
 def callback_queue(
-    store: ViewStore,
+    store: Views,
     *,
     now: datetime,
     due_before: datetime | None = None,
@@ -155,7 +155,7 @@ def callback_queue(
         where.extend(scoped.conditions)
         params.update(scoped.params)
         cursor.execute(
-            f"SELECT *, due_at < :now AS overdue FROM callback_task WHERE {' AND '.join(where) or '1'} "  # noqa: S608
+            f"SELECT *, due_at < :now AS overdue FROM callback_task WHERE {' AND '.join(where) or 'TRUE'} "  # noqa: S608
             "ORDER BY due_at, case_id LIMIT :limit",
             params,
         )

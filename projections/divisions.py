@@ -12,7 +12,7 @@ from engine.reference import LEVELS, Division, Grid
 from projections.projection import Cursor, Projection, ViewTable, event_class
 
 if TYPE_CHECKING:
-    from projections.store import ViewStore
+    from projections.store import Views
 
 GRID = "grid"
 ALL_LEVELS = (*LEVELS, GRID)
@@ -134,7 +134,7 @@ def _row(row: Any) -> DivisionRow:
     )  # fmt: skip
 
 
-def division(store: ViewStore, code: str) -> DivisionRow | None:
+def division(store: Views, code: str) -> DivisionRow | None:
     """The division or grid with this code (None for a code the tree does not hold)."""
     with store.reading() as cursor:
         cursor.execute("SELECT * FROM division WHERE code = ?", (code,))
@@ -142,7 +142,7 @@ def division(store: ViewStore, code: str) -> DivisionRow | None:
     return None if row is None else _row(row)
 
 
-def divisions(store: ViewStore, *, level: str | None = None, parent: str | None = None) -> list[DivisionRow]:
+def divisions(store: Views, *, level: str | None = None, parent: str | None = None) -> list[DivisionRow]:
     """The divisions and grids of one level and/or under one parent (its children only), in code order."""
     where: list[str] = []
     params: dict[str, str] = {}

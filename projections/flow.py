@@ -15,7 +15,7 @@ from engine.work_order import WorkOrder
 from projections.projection import Cursor, Projection, ViewTable, event_class, iso
 
 if TYPE_CHECKING:
-    from projections.store import ViewStore
+    from projections.store import Views
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 """The zone whose calendar days the flow is counted in (mainland China: one zone, no daylight saving)."""
@@ -48,7 +48,8 @@ SCHEMA = (
     + ", PRIMARY KEY (day, grid, category)) WITHOUT ROWID",
 )
 
-_ADD = ", ".join(f"{column} = {column} + excluded.{column}" for column in COUNTS)
+# Columns named with their table: PostgreSQL, unlike SQLite, refuses a bare name that excluded also has.
+_ADD = ", ".join(f"{column} = daily_flow.{column} + excluded.{column}" for column in COUNTS)
 
 
 def _count_statement(column: str) -> str:
@@ -59,8 +60,8 @@ def _count_statement(column: str) -> str:
     """
     values = dict.fromkeys(COUNTS, "0") | {column: "1"}
     if column == "closed":
-        values["closed_on_time"] = "(deadline IS NULL OR :at <= deadline)"
-        values["closed_overdue"] = "(deadline IS NOT NULL AND :at > deadline)"
+        values["closed_on_time"] = "CASE WHEN deadline IS NULL OR :at <= deadline THEN 1 ELSE 0 END"
+        values["closed_overdue"] = "CASE WHEN deadline IS NOT NULL AND :at > deadline THEN 1 ELSE 0 END"
     return (
         f"INSERT INTO daily_flow (day, grid, category, {', '.join(COUNTS)}) "  # noqa: S608 - constants only
         f"SELECT :day, grid, category, {', '.join(values.values())} FROM flow_case WHERE case_id = :case_id "
@@ -170,7 +171,7 @@ class DailyFlow(Projection):
         if column == "closed":
             parameters["at"] = iso(event.occurred_at)
         cursor.execute(_STATEMENTS[column], parameters)
-        if cursor.sqlite_cursor.rowcount == 0:  # the statement found no flow_case row to count under
+        if cursor.rowcount == 0:  # the statement found no flow_case row to count under
             raise LookupError(f"flow_case has no case {event.originator_id}: its Reported event was never applied")
 
 
@@ -185,7 +186,7 @@ class FlowRow:
     """By column of COUNTS."""
 
 
-def daily_flow(store: ViewStore, first: date, last: date, grid: str | None = None) -> list[FlowRow]:
+def daily_flow(store: Views, first: date, last: date, grid: str | None = None) -> list[FlowRow]:
     """The rows of the days ``first`` to ``last`` (local days, both included), of one grid or all, in order."""
     where = "day BETWEEN ? AND ?" + (" AND grid = ?" if grid is not None else "")
     params = [first.isoformat(), last.isoformat(), *([grid] if grid is not None else [])]

@@ -31,7 +31,7 @@ from engine.kafka import (
     to_record,
 )
 from projections.projection import Cursor, Handler, Projection, chosen, routes
-from projections.store import ViewStore
+from projections.store import Views
 
 log = structlog.get_logger()
 
@@ -87,7 +87,7 @@ class KafkaRunner:
     def __init__(
         self,
         consumer: KafkaConsumer,
-        store: ViewStore,
+        store: Views,
         projections: Sequence[Projection],
         topics: Topics,
         group: str,
@@ -201,7 +201,10 @@ class KafkaRunner:
         with self._store.transaction() as cursor:
             for projection in views:
                 projection.clear(cursor)
-                cursor.execute("DELETE FROM tracking WHERE application_name LIKE ?", (f"{projection.name}@%",))
+                per_partition = f"{projection.name}@"  # not LIKE: its "_" would match any character
+                cursor.execute(
+                    "DELETE FROM tracking WHERE substr(application_name, 1, ?) = ?", (len(per_partition), per_partition)
+                )
             if name is None:
                 cursor.execute("DELETE FROM held_aggregate")
         for tp in self._assigned:

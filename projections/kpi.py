@@ -211,7 +211,8 @@ class KpiFacts(Projection):
         self._assignment(event, cursor, "outcome = 'returned'", held=True)
         self._case(
             event, cursor,
-            "return_count = return_count + 1, first_returned = MAX(first_returned, current_seq = first_seq)",
+            "return_count = return_count + 1, "
+            "first_returned = MAX(first_returned, CASE WHEN current_seq = first_seq THEN 1 ELSE 0 END)",
         )  # fmt: skip
 
     @process_event.register(event_class(WorkOrder, "ExtensionGranted"))
@@ -288,9 +289,10 @@ class KpiFacts(Projection):
             "INSERT INTO kpi_callback (case_id, round, grid, unit, worker, day, attempts, contacted, satisfaction, "
             "fixed) SELECT case_id, closures, grid, unit, worker, :day, 1, :contacted, :satisfaction, :fixed "
             "FROM kpi_case WHERE case_id = :case_id "
-            "ON CONFLICT (case_id, round) DO UPDATE SET attempts = attempts + 1, "
-            "contacted = MAX(contacted, excluded.contacted), "
-            "satisfaction = COALESCE(excluded.satisfaction, satisfaction), fixed = COALESCE(excluded.fixed, fixed)",
+            "ON CONFLICT (case_id, round) DO UPDATE SET attempts = kpi_callback.attempts + 1, "
+            "contacted = MAX(kpi_callback.contacted, excluded.contacted), "
+            "satisfaction = COALESCE(excluded.satisfaction, kpi_callback.satisfaction), "
+            "fixed = COALESCE(excluded.fixed, kpi_callback.fixed)",
             {
                 "case_id": str(event.originator_id), "day": local_day(event.occurred_at), "contacted": int(contacted),
                 "satisfaction": event.satisfaction if contacted else None,
@@ -323,7 +325,7 @@ class KpiFacts(Projection):
 
     @staticmethod
     def _found(event: Any, cursor: Cursor, table: str) -> None:
-        if cursor.sqlite_cursor.rowcount == 0:
+        if cursor.rowcount == 0:
             raise LookupError(f"{table} has no case {event.originator_id}: its Reported event was never applied")
 
 

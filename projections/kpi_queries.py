@@ -8,15 +8,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from eventsourcing.sqlite import SQLiteCursor
-
 from engine.catalogue import GRID, default_catalogue
 from projections.divisions import grid_prefix
 from projections.kpi import CASE_DUE_DAY, HANDLING_DUE_DAY
 from projections.kpi_rates import RATE_NAMES, grade, rates, score
+from projections.projection import Cursor, count_if
 
 if TYPE_CHECKING:
-    from projections.store import ViewStore
+    from projections.store import Views
 
 __all__ = [
     "COUNT_NAMES", "LEVELS", "PERIOD_KINDS", "RATE_NAMES", "KpiRow", "Period",
@@ -120,7 +119,7 @@ class _Measure:
     day: str
     counts: tuple[tuple[str, str], ...]
     by: dict[str, str]
-    where: str = "1"
+    where: str = "TRUE"
 
 
 _PLACES = {"grid": "f.grid", "community": "g.community", "street": "g.street", "district": "g.district"}
@@ -132,8 +131,8 @@ MEASURES: tuple[_Measure, ...] = (
         "f.reported_day",
         (
             ("reported", "COUNT(*)"),
-            ("patrol_reports_decided", "SUM(f.source = 'patrol' AND f.decided IS NOT NULL)"),
-            ("patrol_reports_valid", "SUM(f.source = 'patrol' AND f.decided = 'registered')"),
+            ("patrol_reports_decided", count_if("f.source = 'patrol' AND f.decided IS NOT NULL")),
+            ("patrol_reports_valid", count_if("f.source = 'patrol' AND f.decided = 'registered'")),
         ),
         {**_PLACES, "worker": "CASE WHEN f.source = 'patrol' THEN f.reporter END"},  # a worker's own finds
     ),
@@ -142,10 +141,10 @@ MEASURES: tuple[_Measure, ...] = (
         "kpi_case",
         CASE_DUE_DAY,
         (
-            ("due_to_close", "SUM(f.suspended = 0)"),
-            ("closed", "SUM(f.suspended = 0 AND f.closed_at IS NOT NULL)"),
-            ("closed_on_time", "SUM(f.suspended = 0 AND f.closed_at <= f.deadline)"),
-            ("suspended", "SUM(f.suspended = 1)"),
+            ("due_to_close", count_if("f.suspended = 0")),
+            ("closed", count_if("f.suspended = 0 AND f.closed_at IS NOT NULL")),
+            ("closed_on_time", count_if("f.suspended = 0 AND f.closed_at <= f.deadline")),
+            ("suspended", count_if("f.suspended = 1")),
         ),
         _ASSIGNEE,
     ),
@@ -154,8 +153,8 @@ MEASURES: tuple[_Measure, ...] = (
         "f.first_dispatch_day",
         (
             ("first_dispatched", "COUNT(*)"),
-            ("dispatched_on_time", "SUM(f.first_dispatch_at <= f.dispatch_due)"),
-            ("dispatched_accurately", "SUM(f.first_returned = 0)"),
+            ("dispatched_on_time", count_if("f.first_dispatch_at <= f.dispatch_due")),
+            ("dispatched_accurately", count_if("f.first_returned = 0")),
         ),
         _PLACES,
     ),
@@ -164,8 +163,8 @@ MEASURES: tuple[_Measure, ...] = (
         "f.dispatched_day",
         (
             ("dispatched", "COUNT(*)"),
-            ("accepted_on_time", "SUM(f.accepted_at <= f.accept_due)"),
-            ("returned", "SUM(f.outcome = 'returned')"),
+            ("accepted_on_time", count_if("f.accepted_at <= f.accept_due")),
+            ("returned", count_if("f.outcome = 'returned'")),
         ),
         _ASSIGNEE,
     ),
@@ -173,11 +172,11 @@ MEASURES: tuple[_Measure, ...] = (
         "kpi_assignment",
         HANDLING_DUE_DAY,
         (
-            ("due_to_handle", "SUM(f.suspended = 0)"),
-            ("handled", "SUM(f.suspended = 0 AND f.handled_at IS NOT NULL)"),
-            ("handled_on_time", "SUM(f.suspended = 0 AND f.handled_at <= f.deadline)"),
-            ("reworked", "SUM(f.handled_at IS NOT NULL AND f.reworked = 1)"),
-            ("extended", "SUM(f.suspended = 0 AND f.extended = 1)"),
+            ("due_to_handle", count_if("f.suspended = 0")),
+            ("handled", count_if("f.suspended = 0 AND f.handled_at IS NOT NULL")),
+            ("handled_on_time", count_if("f.suspended = 0 AND f.handled_at <= f.deadline")),
+            ("reworked", count_if("f.handled_at IS NOT NULL AND f.reworked = 1")),
+            ("extended", count_if("f.suspended = 0 AND f.extended = 1")),
         ),
         _ASSIGNEE,
         "(f.outcome IS NULL OR f.outcome = 'handled')",
@@ -185,7 +184,7 @@ MEASURES: tuple[_Measure, ...] = (
     _Measure(
         "kpi_assignment",
         "f.verified_day",
-        (("verified", "COUNT(*)"), ("verified_on_time", "SUM(f.verified_at <= f.verify_due)")),
+        (("verified", "COUNT(*)"), ("verified_on_time", count_if("f.verified_at <= f.verify_due"))),
         _PLACES,
     ),
     _Measure(
@@ -194,10 +193,10 @@ MEASURES: tuple[_Measure, ...] = (
         (
             ("callbacks", "COUNT(*)"),
             ("contacted", "SUM(f.contacted)"),
-            ("solved", "SUM(f.contacted AND f.fixed = 1)"),
-            ("satisfied", "SUM(f.contacted AND f.satisfaction >= 4)"),
-            ("basically_satisfied", "SUM(f.contacted AND f.satisfaction = 3)"),
-            ("dissatisfied", "SUM(f.contacted AND f.satisfaction <= 2)"),
+            ("solved", count_if("f.contacted = 1 AND f.fixed = 1")),
+            ("satisfied", count_if("f.contacted = 1 AND f.satisfaction >= 4")),
+            ("basically_satisfied", count_if("f.contacted = 1 AND f.satisfaction = 3")),
+            ("dissatisfied", count_if("f.contacted = 1 AND f.satisfaction <= 2")),
         ),
         _ASSIGNEE,
     ),
@@ -212,7 +211,7 @@ COUNT_NAMES: tuple[str, ...] = (*(name for m in MEASURES for name, _ in m.counts
 """Every count a KpiRow carries, in order; ``overdue`` (超期) is due_to_close - closed_on_time."""
 
 
-def kpi_table(store: ViewStore, level: str, period: Period, *, within: str | None = None) -> list[KpiRow]:
+def kpi_table(store: Views, level: str, period: Period, *, within: str | None = None) -> list[KpiRow]:
     """Every unit of ``level`` with activity in ``period`` (only cases in grids under ``within``), best first.
 
     Ranked by score (highest first, unscored last), then code.
@@ -225,7 +224,7 @@ def kpi_table(store: ViewStore, level: str, period: Period, *, within: str | Non
     return sorted(rows, key=lambda r: (r.score is None, -(r.score or 0.0), r.code))
 
 
-def kpi_trend(store: ViewStore, level: str, code: str, periods: Sequence[Period]) -> list[KpiRow]:
+def kpi_trend(store: Views, level: str, code: str, periods: Sequence[Period]) -> list[KpiRow]:
     """One unit's KPIs in each of ``periods``, in their order (all counts 0 in a period without activity)."""
     _check(level, None)
     if not code:
@@ -249,7 +248,7 @@ def _check(level: str, within: str | None) -> None:
 
 
 def _counts(
-    cursor: SQLiteCursor, level: str, periods: Sequence[Period], within: str | None, code: str | None
+    cursor: Cursor, level: str, periods: Sequence[Period], within: str | None, code: str | None
 ) -> list[dict[str, dict[str, int]]]:
     """For each period, in order, the counts of every unit with activity in it (one query per measure in all)."""
     spans = [(p.start.isoformat(), p.end.isoformat()) for p in periods]
@@ -286,7 +285,7 @@ def _counts(
     return [{c: counts for c, counts in units.items() if any(counts.values())} for units in found]
 
 
-def _names(cursor: SQLiteCursor, level: str, codes: Iterable[str]) -> dict[str, str]:
+def _names(cursor: Cursor, level: str, codes: Iterable[str]) -> dict[str, str]:
     """The units' names: from the tree and the enrolments; a department's from the catalogue, else the tree."""
     wanted = set(codes)
     if level == "department":

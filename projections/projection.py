@@ -7,12 +7,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Protocol, cast
 from uuid import UUID
 
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate
-from eventsourcing.sqlite import SQLiteCursor
 from eventsourcing.utils import get_topic, resolve_topic
 
 from engine.catalogue import Catalogue, default_catalogue
@@ -20,8 +19,31 @@ from engine.errors import UnknownReference
 from engine.lifecycle import Status, status_after
 from engine.work_order import WorkOrder, event_names
 
-Cursor = SQLiteCursor
-"""The open write transaction a projection writes its rows in (the runner opens and commits it)."""
+
+class Cursor(Protocol):
+    """The open transaction a projection writes its rows in (the runner opens and commits it), on either store.
+
+    Statements are SQLite's dialect with ``?`` or ``:name`` placeholders; rows read by position and by name.
+    """
+
+    def execute(self, sql: str, params: Any = (), /) -> object: ...
+
+    def executemany(self, sql: str, params: Any, /) -> object: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Any: ...
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the last INSERT, UPDATE or DELETE changed."""
+        ...
+
+    @property
+    def description(self) -> Any:
+        """The last SELECT's columns, each a sequence whose first item is the column's name (DB-API)."""
+        ...
+
 
 Handler = Callable[[Any, int, Cursor], None]
 """One overload of ``process_event``, bound: (event, position, cursor) -> None."""
@@ -117,6 +139,25 @@ def short_id(case_id: UUID) -> str:
 def sql_set(states: frozenset[Status]) -> str:
     """A set of states as an SQL list, for ``status IN (…)``."""
     return "(" + ", ".join(f"'{s.value}'" for s in sorted(states)) + ")"
+
+
+def starts_with(column: str, name: str, prefix: str, params: dict[str, Any]) -> str:
+    """An SQL test that ``column`` begins with ``prefix``, as a range both stores walk an index for.
+
+    Portable where GLOB is SQLite's own and LIKE's case sensitivity differs between the two; the range holds
+    for SQLite's binary collation and PostgreSQL's C collation (gridloop's databases are created with C.UTF-8).
+    """
+    params[f"{name}_from"] = prefix
+    params[f"{name}_to"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return f"({column} >= :{name}_from AND {column} < :{name}_to)"
+
+
+def count_if(condition: str) -> str:
+    """SQL counting the rows where ``condition`` holds: SQLite sums a comparison as 0 or 1, PostgreSQL does not.
+
+    NULL where the condition is unknown on every row, as SQLite's ``SUM(condition)`` is.
+    """
+    return f"SUM(CASE WHEN {condition} THEN 1 WHEN NOT ({condition}) THEN 0 END)"
 
 
 ANSWERS_AS_SQL = f"(CASE WHEN status = '{Status.SUSPENDED.value}' THEN suspended_from ELSE status END)"

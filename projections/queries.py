@@ -18,10 +18,10 @@ from engine.lifecycle import ASSIGNEE_STATES, OPEN, Status
 from projections.divisions import DivisionRow as DivisionRow
 from projections.divisions import division as division
 from projections.divisions import divisions as divisions
-from projections.projection import iso, sql_set
+from projections.projection import count_if, iso, sql_set, starts_with
 from projections.queue import QUEUED_SQL
 from projections.scope import EVERYWHERE, Scope, ScopeFilter, scope_filter
-from projections.store import ViewStore
+from projections.store import Views
 from projections.store import held_aggregates as held_aggregates  # moved to the store; callers import them here
 from projections.store import view_checksum as view_checksum
 from projections.store import view_rows as view_rows
@@ -223,7 +223,7 @@ class BoardFilters(TypedDict, total=False):
     after: UUID | None
 
 
-def board(store: ViewStore, *, now: datetime, **filters: Unpack[BoardFilters]) -> list[CaseRow]:
+def board(store: Views, *, now: datetime, **filters: Unpack[BoardFilters]) -> list[CaseRow]:
     """Cases in report order that pass every filter given; ``after`` is the last case of the previous page.
 
     ``status`` and ``category`` take one value or several (a case passes with any of them; none, with
@@ -235,7 +235,7 @@ def board(store: ViewStore, *, now: datetime, **filters: Unpack[BoardFilters]) -
     return _cases(_board_rows(store, now, "*", filters))
 
 
-def board_records(store: ViewStore, *, now: datetime, **filters: Unpack[BoardFilters]) -> list[dict[str, Any]]:
+def board_records(store: Views, *, now: datetime, **filters: Unpack[BoardFilters]) -> list[dict[str, Any]]:
     """``board`` as JSON-ready records (the board's columns as stored: ids and times as text) plus ``overdue``
     judged at ``now``. The API's read path: no parsing of text into objects only to format them back."""
     rows = _board_rows(store, now, f"*, {_OVERDUE_SQL} AS overdue", filters)
@@ -248,7 +248,7 @@ def board_records(store: ViewStore, *, now: datetime, **filters: Unpack[BoardFil
     return records
 
 
-def _board_rows(store: ViewStore, now: datetime, select: str, filters: BoardFilters) -> list[Any]:
+def _board_rows(store: Views, now: datetime, select: str, filters: BoardFilters) -> list[Any]:
     """The board rows (``select``: the columns) that pass every filter; see ``board``."""
     status, category, overdue = filters.get("status"), filters.get("category"), filters.get("overdue")
     assignee, case_ids, after = filters.get("assignee"), filters.get("case_ids"), filters.get("after")
@@ -270,9 +270,7 @@ def _board_rows(store: ViewStore, now: datetime, select: str, filters: BoardFilt
         where.append("(worker = :assignee OR unit = :assignee)")
         params["assignee"] = assignee
     if case_ids is not None:
-        # One parameter however many ids: the statement stays one prepared statement.
-        where.append("case_id IN (SELECT value FROM json_each(:case_ids))")
-        params["case_ids"] = json.dumps([str(case_id) for case_id in case_ids])
+        where.append(_any_of("case_id", [str(case_id) for case_id in case_ids], params))
     if reported_from is not None:
         where.append("reported_at >= :reported_from")
         params["reported_from"] = iso(reported_from)
@@ -289,7 +287,7 @@ def _board_rows(store: ViewStore, now: datetime, select: str, filters: BoardFilt
         return rows
 
 
-def escalations(store: ViewStore, *, now: datetime, scope: Scope = EVERYWHERE, limit: int = 100) -> list[CaseRow]:
+def escalations(store: Views, *, now: datetime, scope: Scope = EVERYWHERE, limit: int = 100) -> list[CaseRow]:
     """The overdue-and-escalation board (超期督办): open cases overdue at ``now``, under 督办, or with a yellow or
     red light; the highest 督办 level first, then red before yellow, then the soonest deadline, then case id."""
     where = [f"status IN {_OPEN_SQL}", f"({_OVERDUE_SQL} OR escalation_level > 0 OR light IN ('yellow', 'red'))"]
@@ -305,7 +303,7 @@ def escalations(store: ViewStore, *, now: datetime, scope: Scope = EVERYWHERE, l
         return _cases(cursor.fetchall())
 
 
-def in_scope(store: ViewStore, case_id: UUID, scope: Scope) -> bool:
+def in_scope(store: Views, case_id: UUID, scope: Scope) -> bool:
     """Whether the board holds the case and ``scope`` lets its reader see it."""
     with store.reading() as cursor:
         found = scope_filter(cursor, scope)
@@ -328,6 +326,8 @@ def _values(value: str | Sequence[str]) -> Sequence[str]:
 
 
 def _any_of(column: str, values: Sequence[str], params: dict[str, Any]) -> str:
+    if not values:
+        return "FALSE"
     names = [f"{column}_{i}" for i in range(len(values))]
     params.update(zip(names, values, strict=True))
     return f"{column} IN ({', '.join(':' + name for name in names)})"
@@ -345,10 +345,9 @@ def _categories(values: Sequence[str], params: dict[str, Any]) -> str:
         if len(value) == _FULL_CODE:
             tests.append(f"category = :{name}")
             params[name] = value
-        else:  # GLOB, not LIKE: the value is letters and digits only, and GLOB is case-sensitive
-            tests.append(f"category GLOB :{name}")
-            params[name] = value + "*"
-    return f"({' OR '.join(tests)})" if tests else "0"
+        else:
+            tests.append(starts_with("category", name, value, params))
+    return f"({' OR '.join(tests)})" if tests else "FALSE"
 
 
 def _status(text: str) -> Status:
@@ -358,15 +357,16 @@ def _status(text: str) -> Status:
         raise InvalidCommand("status", f"{text!r} is not a case status", ", ".join(s.value for s in Status)) from None
 
 
-def find_case(store: ViewStore, id_or_prefix: str) -> CaseRow:
+def find_case(store: Views, id_or_prefix: str) -> CaseRow:
     """The case with this id, or the one case whose id starts with this prefix (e.g. its short id)."""
     digits = id_or_prefix.strip().lower().replace("-", "")
     if not _HEX.fullmatch(digits):
         raise InvalidCommand("case", f"{id_or_prefix!r} is not a case id", "a case id or the start of one, in hex")
     text = _dashed(digits)
     with store.reading() as cursor:
-        # GLOB (unlike LIKE) is case-sensitive, so it can walk the primary-key index.
-        cursor.execute("SELECT * FROM board WHERE case_id GLOB ? ORDER BY case_id LIMIT 11", (text + "*",))
+        params: dict[str, Any] = {}
+        found = starts_with("case_id", "case", text, params)
+        cursor.execute(f"SELECT * FROM board WHERE {found} ORDER BY case_id LIMIT 11", params)  # noqa: S608
         rows = cursor.fetchall()
     if not rows:
         raise UnknownReference("case", id_or_prefix)
@@ -377,7 +377,7 @@ def find_case(store: ViewStore, id_or_prefix: str) -> CaseRow:
     return _cases(rows[:1])[0]
 
 
-def timeline(store: ViewStore, case_id: UUID) -> list[TimelineRow]:
+def timeline(store: Views, case_id: UUID) -> list[TimelineRow]:
     """Every event of one case, oldest first (empty for a case the view does not know)."""
     with store.reading() as cursor:
         cursor.execute("SELECT * FROM timeline_event WHERE case_id = ? ORDER BY version", (str(case_id),))
@@ -385,21 +385,21 @@ def timeline(store: ViewStore, case_id: UUID) -> list[TimelineRow]:
     return [_timeline_row(row) for row in rows]
 
 
-def queue(store: ViewStore, worker: str, scope: Scope = EVERYWHERE) -> list[QueueRow]:
+def queue(store: Views, worker: str, scope: Scope = EVERYWHERE) -> list[QueueRow]:
     """The cases ``worker`` is accountable for (dispatched, accepted, extension requested, or suspended
     from one of those) that ``scope`` lets the reader see, soonest deadline first."""
     with store.reading() as cursor:
         found = scope_filter(cursor, scope, places=False)
         cursor.execute(
             f"SELECT * FROM queue_case WHERE worker = :worker AND {QUEUED_SQL} AND {found.sql} "  # noqa: S608
-            "ORDER BY deadline, case_id",
+            "ORDER BY deadline NULLS FIRST, case_id",  # SQLite's order, made explicit for PostgreSQL
             {"worker": worker, **found.params},
         )
         rows = cursor.fetchall()
     return [_queue_row(row) for row in rows]
 
 
-def summary(store: ViewStore, now: datetime, top: int = 10, scope: Scope = EVERYWHERE) -> BoardSummary:
+def summary(store: Views, now: datetime, top: int = 10, scope: Scope = EVERYWHERE) -> BoardSummary:
     """The board in numbers at ``now``, over the cases ``scope`` lets the reader see; escalated counts open
     cases under supervision (督办)."""
     params: dict[str, Any] = {"now": iso(now), "top": top}
@@ -407,13 +407,13 @@ def summary(store: ViewStore, now: datetime, top: int = 10, scope: Scope = EVERY
         found = scope_filter(cursor, scope)
         params.update(found.params)
         cursor.execute(
-            f"SELECT status, COUNT(*) AS cases, SUM({_OVERDUE_SQL}) AS overdue, "  # noqa: S608 - constants
-            f"SUM(escalation_level > 0) AS escalated FROM board_case WHERE {found.sql} GROUP BY status",
+            f"SELECT status, COUNT(*) AS cases, {count_if(_OVERDUE_SQL)} AS overdue, "  # noqa: S608 - constants
+            f"{count_if('escalation_level > 0')} AS escalated FROM board_case WHERE {found.sql} GROUP BY status",
             params,
         )
         by_status = cursor.fetchall()
         cursor.execute(
-            f"SELECT grid, community, COUNT(*) AS open, SUM({_OVERDUE_SQL}) AS overdue "  # noqa: S608 - constants
+            f"SELECT grid, community, COUNT(*) AS open, {count_if(_OVERDUE_SQL)} AS overdue "  # noqa: S608
             f"FROM board_case WHERE status IN {_OPEN_SQL} AND {found.sql} GROUP BY grid, community "
             "ORDER BY open DESC, grid LIMIT :top",
             params,
@@ -430,7 +430,7 @@ def summary(store: ViewStore, now: datetime, top: int = 10, scope: Scope = EVERY
     )
 
 
-def grid_loads(store: ViewStore, now: datetime, scope: Scope = EVERYWHERE) -> tuple[GridLoad, ...]:
+def grid_loads(store: Views, now: datetime, scope: Scope = EVERYWHERE) -> tuple[GridLoad, ...]:
     """Every grid holding open cases that ``scope`` lets the reader see, with its open and overdue counts at
     ``now`` (the console's map), by grid code."""
     params: dict[str, Any] = {"now": iso(now)}
@@ -438,7 +438,7 @@ def grid_loads(store: ViewStore, now: datetime, scope: Scope = EVERYWHERE) -> tu
         found = scope_filter(cursor, scope)
         params.update(found.params)
         cursor.execute(
-            f"SELECT grid, community, COUNT(*) AS open, SUM({_OVERDUE_SQL}) AS overdue "  # noqa: S608 - constants
+            f"SELECT grid, community, COUNT(*) AS open, {count_if(_OVERDUE_SQL)} AS overdue "  # noqa: S608
             f"FROM board_case WHERE status IN {_OPEN_SQL} AND {found.sql} GROUP BY grid, community ORDER BY grid",
             params,
         )

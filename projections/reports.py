@@ -17,7 +17,7 @@ from projections.kpi_queries import LEVELS, RATE_NAMES, KpiRow, Period
 from projections.reports_charts import overdue_figure, ranking_figure, said, trend_figure
 
 if TYPE_CHECKING:
-    from projections.store import ViewStore
+    from projections.store import Views
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 ON_TIME = ("on-time closure rate", "按期结案率")
@@ -97,7 +97,7 @@ class Report:
         return ranks
 
 
-def report(store: ViewStore, level: str, period: str, within: str | None = None) -> Report:
+def report(store: Views, level: str, period: str, within: str | None = None) -> Report:
     """The ranked KPI rows of ``level`` for ``period`` (text such as 2026-11), inside ``within`` when given."""
     parsed = checked_period(period)
     rows = kpi_queries.kpi_table(store, checked_level(level), parsed, within=known_within(store, within))
@@ -110,7 +110,7 @@ def checked_within(within: str | None) -> str | None:
     return within
 
 
-def known_within(store: ViewStore, within: str | None) -> str | None:
+def known_within(store: Views, within: str | None) -> str | None:
     """``within`` if the division tree holds it (a report inside a code nobody drew would be silently empty)."""
     if within is None:
         return None
@@ -121,7 +121,7 @@ def known_within(store: ViewStore, within: str | None) -> str | None:
 
 
 def trend(
-    store: ViewStore, made: Report, codes: Sequence[str], count: int
+    store: Views, made: Report, codes: Sequence[str], count: int
 ) -> tuple[list[Period], dict[str, list[KpiRow | None]]]:
     """The ``count`` periods ending with the report's (oldest first) and each unit's row in them, inside the
     report's ``within`` (None: no activity then). One table per period, so the numbers are the ranking's own."""
@@ -139,7 +139,7 @@ def trend_periods(period: Period, count: int) -> list[Period]:
     return kpi_queries.periods_before(period, count)
 
 
-def most_overdue(store: ViewStore, period: Period, within: str | None, top: int = MOST_OVERDUE) -> list[KpiRow]:
+def most_overdue(store: Views, period: Period, within: str | None, top: int = MOST_OVERDUE) -> list[KpiRow]:
     """The grids with the most overdue cases in ``period`` (none with zero), most first, then by code."""
     rows = kpi_queries.kpi_table(store, "grid", period, within=checked_within(within))
     late = [row for row in rows if row.counts.get(OVERDUE, 0) > 0]
@@ -160,7 +160,7 @@ def on_time_rate() -> str:
 
 
 def figures(
-    store: ViewStore, made: Report, periods: int = TREND_PERIODS, names: Sequence[str] = CHARTS
+    store: Views, made: Report, periods: int = TREND_PERIODS, names: Sequence[str] = CHARTS
 ) -> dict[str, Figure]:
     """The report's charts by name (all of them, or those in ``names``): the ranking, the best units' trend, the
     grids most overdue."""

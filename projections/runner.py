@@ -12,7 +12,7 @@ import structlog
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
 from projections.projection import Projection, chosen, routes
-from projections.store import ViewStore
+from projections.store import Views
 
 log = structlog.get_logger()
 
@@ -48,7 +48,7 @@ class EmbeddedRunner:
         self,
         app_recorder: ApplicationRecorder,
         mapper: Mapper[UUID],
-        store: ViewStore,
+        store: Views,
         projections: Sequence[Projection],
         batch_size: int = 500,
         *,

@@ -1,4 +1,8 @@
-"""The view store: the views' tables and their tracking rows in one SQLite file of their own, and reads of its state."""
+"""The view store: the views' tables and their tracking rows in one SQLite file of their own, and reads of its state.
+
+``Views`` is what the runners, the queries and the API use of a view store; ``ViewStore`` here is SQLite's,
+``projections.store_postgres.PostgresViewStore`` PostgreSQL's.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import structlog
 from eventsourcing.persistence import IntegrityError, InterfaceError, Tracking
@@ -25,7 +29,7 @@ from eventsourcing.sqlite import (
 )
 
 from engine.errors import UnknownReference
-from projections.projection import Projection
+from projections.projection import Cursor, Projection
 from projections.views import VIEW_NAMES, VIEWS
 
 STATEMENT_CACHE = 256
@@ -66,6 +70,42 @@ def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
         pause = min(pause * 2, 0.5)
 
 
+class Views(Protocol):
+    """A view store: the views' tables and tracking rows, written in transactions and read in snapshots."""
+
+    views: dict[str, type[Projection]]
+
+    def create_table(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[Cursor]:
+        """A write transaction: commits on leaving, rolls back everything if an exception escapes."""
+        ...
+
+    def reading(self) -> AbstractContextManager[Cursor]:
+        """A read-only transaction: one consistent snapshot of the views."""
+        ...
+
+    def track(self, cursor: Cursor, name: str, position: int) -> None: ...
+
+    def forget(self, cursor: Cursor, name: str) -> None: ...
+
+    def positions(self, names: Sequence[str], cursor: Cursor | None = None) -> dict[str, int]: ...
+
+    def close(self) -> None: ...
+
+
+class ViewCursor(SQLiteCursor):
+    """The library's SQLite cursor, with the ``rowcount`` views read after an UPDATE (Cursor's protocol)."""
+
+    @property
+    def rowcount(self) -> int:
+        return int(self.sqlite_cursor.rowcount)
+
+    @property
+    def description(self) -> Any:
+        return self.sqlite_cursor.description
+
+
 class _WriteFirstTransaction(SQLiteTransaction):
     """The library's transaction, except that a writing one takes the write lock before it reads.
 
@@ -88,6 +128,9 @@ class _ViewConnection(SQLiteConnection):
     def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
         with _WriteFirstTransaction(self, commit=commit) as cursor, cursor:
             yield cursor
+
+    def cursor(self) -> ViewCursor:
+        return ViewCursor(self._sqlite_conn.cursor())
 
 
 class _PreparedStatementPool(SQLiteConnectionPool):
@@ -121,13 +164,51 @@ class _PreparedStatementPool(SQLiteConnectionPool):
         return _ViewConnection(sqlite_conn=connection, max_age=self.max_age)
 
 
-_TRACKING_OF = "(application_name = :name OR application_name GLOB :per_partition)"
+TRACKING_OF = "(application_name = :name OR substr(application_name, 1, :length) = :per_partition)"
 """A view's tracking rows: the embedded runner's (the view's name) and the Kafka runner's, one per partition
-(``<view>@<topic>:<partition>``, projections.kafka_runner.tracking_name)."""
+(``<view>@<topic>:<partition>``, projections.kafka_runner.tracking_name). Portable SQL: no GLOB, and no LIKE,
+whose ``_`` would match any character of a view name."""
 
 
-def _tracking_params(name: str) -> dict[str, str]:
-    return {"name": name, "per_partition": f"{name}@*"}
+def tracking_params(name: str) -> dict[str, str | int]:
+    return {"name": name, "per_partition": f"{name}@", "length": len(name) + 1}
+
+
+def drop_changed_views(
+    c: Cursor, views: Iterable[type[Projection]], existing: set[str], kinds: Sequence[str], cascade: str = ""
+) -> list[tuple[str, int | None, int]]:
+    """Drop the objects (``kinds``, in that order) and tracking rows of each view whose recorded version is not
+    its class's; returns (view, from, to) of those dropped. ``existing``: the names of the store's objects.
+
+    A view with no recorded version is dropped too if the store holds its tables or tracking rows: the store
+    was made before versions were recorded, and its tables may lack today's columns (``CREATE TABLE IF NOT
+    EXISTS`` would keep them as they are). With no tracking row left, every runner folds the view again from
+    the start of the log.
+    """
+    recorded: dict[str, int] = {}
+    if "view_version" in existing:
+        c.execute("SELECT name, version FROM view_version")
+        recorded = {row[0]: int(row[1]) for row in c.fetchall()}
+    dropped: list[tuple[str, int | None, int]] = []
+    for view in views:
+        was = recorded.get(view.name)
+        if was == view.version:
+            continue
+        objects = schema_objects(view)
+        tracked = False
+        if "tracking" in existing:
+            c.execute(f"SELECT COUNT(*) FROM tracking WHERE {TRACKING_OF}", tracking_params(view.name))  # noqa: S608
+            row = c.fetchone()
+            tracked = row is not None and int(row[0]) > 0
+        if was is None and not tracked and not existing & objects.keys():
+            continue  # a view new to this store: nothing to drop
+        for kind in kinds:
+            for name in sorted(name for name, of_kind in objects.items() if of_kind == kind):
+                c.execute(f"DROP {kind.upper()} IF EXISTS {name}{cascade}")
+        if "tracking" in existing:
+            c.execute(f"DELETE FROM tracking WHERE {TRACKING_OF}", tracking_params(view.name))  # noqa: S608
+        dropped.append((view.name, was, view.version))
+    return dropped
 
 
 class ViewStore(SQLiteTrackingRecorder):
@@ -178,40 +259,11 @@ class ViewStore(SQLiteTrackingRecorder):
         )
 
     def _drop_changed_views(self, c: SQLiteCursor) -> None:
-        """Drop the tables and tracking rows of each view whose recorded version is not its class's.
-
-        A view with no recorded version is dropped too if the store holds its tables or tracking rows:
-        the store was made before versions were recorded, and its tables may lack today's columns
-        (``CREATE TABLE IF NOT EXISTS`` would keep them as they are). With no tracking row left, every
-        runner folds the view again from the start of the log.
-        """
-        self._dropped.clear()
+        """Drop the tables and tracking rows of each view whose recorded version is not its class's."""
         c.execute("SELECT name FROM sqlite_master")
         existing = {row[0] for row in c.fetchall()}
-        recorded: dict[str, int] = {}
-        if "view_version" in existing:
-            c.execute("SELECT name, version FROM view_version")
-            recorded = {row[0]: int(row[1]) for row in c.fetchall()}
-        for view in self.views.values():
-            was = recorded.get(view.name)
-            if was == view.version:
-                continue
-            objects = schema_objects(view)
-            tracked = "tracking" in existing and self._tracking_rows(c, view.name) > 0
-            if was is None and not tracked and not existing & objects.keys():
-                continue  # a view new to this store: nothing to drop
-            # Triggers and SQL views first, as they name the tables; indexes go with their tables.
-            for kind in ("trigger", "view", "table"):
-                for name in sorted(name for name, of_kind in objects.items() if of_kind == kind):
-                    c.execute(f"DROP {kind.upper()} IF EXISTS {name}")
-            if "tracking" in existing:
-                c.execute(f"DELETE FROM tracking WHERE {_TRACKING_OF}", _tracking_params(view.name))  # noqa: S608
-            self._dropped.append((view.name, was, view.version))
-
-    @staticmethod
-    def _tracking_rows(c: SQLiteCursor, name: str) -> int:
-        c.execute(f"SELECT COUNT(*) FROM tracking WHERE {_TRACKING_OF}", _tracking_params(name))  # noqa: S608
-        return int(c.fetchone()[0])
+        # Triggers and SQL views first, as they name the tables; indexes go with their tables.
+        self._dropped = drop_changed_views(cast(Cursor, c), self.views.values(), existing, ("trigger", "view", "table"))
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -226,27 +278,27 @@ class ViewStore(SQLiteTrackingRecorder):
             statements.extend(view.schema)
         return statements
 
-    def transaction(self) -> AbstractContextManager[SQLiteCursor]:
+    def transaction(self) -> AbstractContextManager[ViewCursor]:
         """A write transaction: commits on leaving, rolls back everything if an exception escapes.
 
         It holds the view store's write lock from its first statement, so write transactions from
         any number of runners, in any number of processes, run one after the other.
         """
-        return self.datastore.transaction(commit=True)
+        return cast(AbstractContextManager[ViewCursor], self.datastore.transaction(commit=True))
 
-    def reading(self) -> AbstractContextManager[SQLiteCursor]:
+    def reading(self) -> AbstractContextManager[ViewCursor]:
         """A read-only transaction: one consistent snapshot of the views."""
-        return self.datastore.transaction(commit=False)
+        return cast(AbstractContextManager[ViewCursor], self.datastore.transaction(commit=False))
 
-    def track(self, cursor: SQLiteCursor, name: str, position: int) -> None:
+    def track(self, cursor: Cursor, name: str, position: int) -> None:
         """Record, in the caller's transaction, that view ``name`` has read the log up to ``position``."""
-        self._insert_tracking(cursor, Tracking(name, position))
+        self._insert_tracking(cast(SQLiteCursor, cursor), Tracking(name, position))
 
-    def forget(self, cursor: SQLiteCursor, name: str) -> None:
+    def forget(self, cursor: Cursor, name: str) -> None:
         """Drop view ``name``'s tracking row, in the caller's transaction (before a rebuild)."""
         cursor.execute("DELETE FROM tracking WHERE application_name = ?", (name,))
 
-    def positions(self, names: Sequence[str], cursor: SQLiteCursor | None = None) -> dict[str, int]:
+    def positions(self, names: Sequence[str], cursor: Cursor | None = None) -> dict[str, int]:
         """The position each named view has read up to (0 for a view that has read nothing).
 
         Read in the caller's transaction if given one (a runner deciding what to apply), else in a
@@ -267,7 +319,7 @@ class ViewStore(SQLiteTrackingRecorder):
         self.datastore.close()
 
 
-def wait_for(store: ViewStore, position: int, timeout: float, names: Sequence[str] = VIEW_NAMES) -> bool:
+def wait_for(store: Views, position: int, timeout: float, names: Sequence[str] = VIEW_NAMES) -> bool:
     """Read-your-writes: wait (at most ``timeout`` seconds) until every named view has read ``position``.
 
     Returns False on timeout instead of raising: the caller may still answer, marked as stale.
@@ -285,7 +337,7 @@ def wait_for(store: ViewStore, position: int, timeout: float, names: Sequence[st
         pause = min(pause * 2, 0.05)
 
 
-def view_rows(store: ViewStore, name: str) -> dict[str, list[dict[str, Any]]]:
+def view_rows(store: Views, name: str) -> dict[str, list[dict[str, Any]]]:
     """Every row of one view, table by table, in canonical order (the key columns of each table)."""
     if name not in store.views:
         raise UnknownReference("view", name, sorted(store.views))
@@ -297,12 +349,26 @@ def view_rows(store: ViewStore, name: str) -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
-def view_checksum(store: ViewStore, name: str) -> str:
+def view_checksum(store: Views, name: str) -> str:
     """A sha256 over every row and column of one view in canonical order: equal views, equal checksums."""
     if name not in store.views:
         raise UnknownReference("view", name, sorted(store.views))
     with store.reading() as cursor:
-        return checksum(cursor.sqlite_cursor, store.views[name])
+        if isinstance(cursor, SQLiteCursor):
+            return checksum(cursor.sqlite_cursor, store.views[name])
+        return _checksum(cursor, store.views[name])
+
+
+def _checksum(cursor: Any, view: type[Projection]) -> str:
+    """``checksum`` through any store's cursor: the same text hashed, so one view on two stores sums alike."""
+    digest = hashlib.sha256()
+    for table in sorted(view.tables, key=lambda t: t.name):
+        cursor.execute(f"SELECT * FROM {table.name} ORDER BY {', '.join(table.key)}")  # noqa: S608
+        columns = [column[0] for column in cursor.description]
+        digest.update(f"table {table.name} {json.dumps(columns)}\n".encode())
+        while chunk := cursor.fetchmany(1000):
+            digest.update(("\n".join(repr(tuple(row)) for row in chunk) + "\n").encode())
+    return digest.hexdigest()
 
 
 def checksum(cursor: sqlite3.Cursor, view: type[Projection], schema: str = "main") -> str:
@@ -326,7 +392,7 @@ def checksum(cursor: sqlite3.Cursor, view: type[Projection], schema: str = "main
     return digest.hexdigest()
 
 
-def held_aggregates(store: ViewStore) -> list[dict[str, Any]]:
+def held_aggregates(store: Views) -> list[dict[str, Any]]:
     """Aggregates the Kafka runner holds back (an earlier record of theirs is dead-lettered), oldest first."""
     with store.reading() as cursor:
         cursor.execute("SELECT topic, partition, key, first_offset, error FROM held_aggregate ORDER BY 1, 2, 4")

@@ -13,7 +13,7 @@ from typing import Any
 from engine.application import CommandResult, Gridloop
 from engine.commands import Command
 from projections.api.access import TokenFile
-from projections.store import ViewStore
+from projections.store import Views
 from projections.views import VIEW_NAMES
 
 
@@ -31,7 +31,7 @@ class Backend:
 
     app: Gridloop
     """The write side: its command path, and its aggregates for deciding where a command acts."""
-    views: ViewStore
+    views: Views
     execute: Callable[[Command], Submitted]
     """Runs one command (and, embedded, lets the policies answer it and wakes the projection runner)."""
     tokens: TokenFile

@@ -21,7 +21,7 @@ from projections.api.security import Caller, require
 from projections.divisions import ALL_LEVELS, division
 from projections.kpi_queries import LEVELS, Period
 from projections.reports_charts import render
-from projections.store import ViewStore
+from projections.store import Views
 
 JSON = "application/json"
 MEDIA = {"svg": "image/svg+xml", "png": "image/png"}
@@ -127,7 +127,7 @@ def may_read_reports(principal: Principal) -> None:
         )
 
 
-def inside(store: ViewStore, code: str, ancestor: str) -> bool:
+def inside(store: Views, code: str, ancestor: str) -> bool:
     """Whether the division or grid ``code`` is ``ancestor`` or lies under it in the five-level tree."""
     node = division(store, code)
     if node is None:
@@ -140,7 +140,7 @@ def inside(store: ViewStore, code: str, ancestor: str) -> bool:
     return False
 
 
-def within_of(store: ViewStore, principal: Principal, within: str | None) -> str:
+def within_of(store: Views, principal: Principal, within: str | None) -> str:
     """The division a report may cover: ``within`` if it lies in the caller's jurisdiction, else a refusal."""
     if within is None:
         return principal.jurisdiction
@@ -151,7 +151,7 @@ def within_of(store: ViewStore, principal: Principal, within: str | None) -> str
     return within
 
 
-def unit_in_reach(store: ViewStore, principal: Principal, level: str, code: str, periods: list[Period]) -> None:
+def unit_in_reach(store: Views, principal: Principal, level: str, code: str, periods: list[Period]) -> None:
     """Refuse a trend of a unit outside the caller's jurisdiction: a division or grid by the tree; a worker or a
     department when it has no row inside the jurisdiction in any of the periods asked for."""
     if level in ("worker", "department"):

@@ -11,12 +11,14 @@ from uuid import UUID
 from engine.errors import InvalidCommand, UnknownReference
 from engine.lifecycle import OPEN
 from projections.audit.accountability import GAP, HANDED_OVER, KINDS, RELEASED
-from projections.projection import iso, sql_set
-from projections.store import ViewStore
+from projections.projection import count_if, iso, sql_set
+from projections.store import Views
 
+_HANDED_OVER = f"outcome = '{HANDED_OVER}'"
 _HEX = re.compile(r"[0-9a-f]{1,32}")
 
-_SECONDS = "ROUND((julianday({end}) - julianday({start})) * 86400.0, 3)"
+_SECONDS = "(ROUND((julianday({end}) - julianday({start})) * 86400000.0) / 1000.0)"
+"""Seconds from ``start`` to ``end``, to the millisecond (PostgreSQL has no two-argument ROUND of a double)."""
 
 
 @dataclass(frozen=True)
@@ -91,19 +93,19 @@ class AccountabilitySummary:
         return sum(self.violations.values())
 
 
-def summary(store: ViewStore, now: datetime | None = None, top: int = 5) -> AccountabilitySummary:
+def summary(store: Views, now: datetime | None = None, top: int = 5) -> AccountabilitySummary:
     """Cases, holdings, parties, violations by kind, the longest holdings and the mean hand-over time."""
     with store.reading() as cursor:
         cursor.execute(
-            f"SELECT COALESCE(SUM(known), 0), COALESCE(SUM(status IN {sql_set(OPEN)}), 0), "  # noqa: S608
+            f"SELECT COALESCE(SUM(known), 0), COALESCE({count_if(f'status IN {sql_set(OPEN)}')}, 0), "  # noqa: S608
             "COUNT(*) - COALESCE(SUM(known), 0), MAX(last_at) FROM accountability_case"
         )
         cases, open_cases, unknown, latest = cursor.fetchone()
         horizon = iso(now) if now is not None else latest
         held = _SECONDS.format(start="start_at", end="end_at")
         cursor.execute(
-            "SELECT COUNT(*), COALESCE(SUM(end_at IS NULL), 0), COUNT(DISTINCT party), "  # noqa: S608 - constants only
-            f"COALESCE(SUM(outcome = '{HANDED_OVER}'), 0), "
+            f"SELECT COUNT(*), COALESCE({count_if('end_at IS NULL')}, 0), COUNT(DISTINCT party), "  # noqa: S608
+            f"COALESCE({count_if(_HANDED_OVER)}, 0), "
             f"AVG(CASE WHEN outcome IN ('{HANDED_OVER}', '{RELEASED}') THEN {held} END) FROM accountability_interval"
         )
         holdings, current, parties, handed_over, mean_holding = cursor.fetchone()
@@ -117,7 +119,7 @@ def summary(store: ViewStore, now: datetime | None = None, top: int = 5) -> Acco
         length = _SECONDS.format(start="start_at", end="COALESCE(end_at, :horizon)")
         cursor.execute(
             f"SELECT case_id, party, start_at, end_at, {length} AS seconds FROM accountability_interval "  # noqa: S608
-            "ORDER BY seconds DESC, case_id, seq LIMIT :top",
+            "ORDER BY seconds DESC NULLS LAST, case_id, seq LIMIT :top",
             {"horizon": horizon, "top": top},
         )
         longest = [
@@ -136,20 +138,20 @@ def summary(store: ViewStore, now: datetime | None = None, top: int = 5) -> Acco
 
 
 def violations(
-    store: ViewStore, kind: str | None = None, case_id: UUID | None = None, limit: int | None = 100
+    store: Views, kind: str | None = None, case_id: UUID | None = None, limit: int | None = 100
 ) -> list[Violation]:
     """The violations in log order (of the event that began each), of one kind and one case if given."""
     where, params = _violation_filter(kind, case_id)
     with store.reading() as cursor:
         cursor.execute(
             f"SELECT * FROM accountability_violation WHERE {where} "  # noqa: S608 - placeholders only
-            "ORDER BY from_position, case_id, n LIMIT :limit",
-            params | {"limit": -1 if limit is None else limit},
+            "ORDER BY from_position, case_id, n" + (" LIMIT :limit" if limit is not None else ""),
+            params | {"limit": limit},
         )
         return [_violation(row) for row in cursor.fetchall()]
 
 
-def count_violations(store: ViewStore, kind: str | None = None, case_id: UUID | None = None) -> int:
+def count_violations(store: Views, kind: str | None = None, case_id: UUID | None = None) -> int:
     """How many violations there are, of one kind and one case if given."""
     where, params = _violation_filter(kind, case_id)
     with store.reading() as cursor:
@@ -157,14 +159,14 @@ def count_violations(store: ViewStore, kind: str | None = None, case_id: UUID | 
         return int(cursor.fetchone()[0])
 
 
-def holdings(store: ViewStore, case_id: UUID) -> list[Holding]:
+def holdings(store: Views, case_id: UUID) -> list[Holding]:
     """One case's holdings, first to last (empty for a case the view does not know)."""
     with store.reading() as cursor:
         cursor.execute("SELECT * FROM accountability_interval WHERE case_id = ? ORDER BY seq", (str(case_id),))
         return [_holding(row) for row in cursor.fetchall()]
 
 
-def audited_case(store: ViewStore, id_or_prefix: str) -> UUID:
+def audited_case(store: Views, id_or_prefix: str) -> UUID:
     """The case with this id, or the one whose id starts with this prefix, among every case the view has seen
     (a case whose Reported is missing too, which no other view holds)."""
     digits = id_or_prefix.strip().lower().replace("-", "")
@@ -172,8 +174,9 @@ def audited_case(store: ViewStore, id_or_prefix: str) -> UUID:
         raise InvalidCommand("case", f"{id_or_prefix!r} is not a case id", "a case id or the start of one, in hex")
     with store.reading() as cursor:
         cursor.execute(
-            "SELECT case_id FROM accountability_case WHERE REPLACE(case_id, '-', '') GLOB ? ORDER BY case_id LIMIT 2",
-            (digits + "*",),
+            "SELECT case_id FROM accountability_case WHERE substr(REPLACE(case_id, '-', ''), 1, ?) = ? "
+            "ORDER BY case_id LIMIT 2",
+            (len(digits), digits),
         )
         found = [UUID(row[0]) for row in cursor.fetchall()]
     if not found:

@@ -20,7 +20,7 @@ from engine.lifecycle import (
 from engine.sla import LIGHTS, Timer
 from engine.working_time import WorkingCalendar
 from projections import queries
-from projections.store import ViewStore
+from projections.store import Views
 
 LATE_UPLOAD = timedelta(minutes=15)
 """A step recorded this long after it occurred is a late upload (补报: a phone out of coverage, a paper form)."""
@@ -172,7 +172,7 @@ class CaseTrace:
     totals: tuple[StateTotal, ...]
 
 
-def case_trace(store: ViewStore, case_ref: str, calendar: WorkingCalendar, *, now: datetime | None = None) -> CaseTrace:
+def case_trace(store: Views, case_ref: str, calendar: WorkingCalendar, *, now: datetime | None = None) -> CaseTrace:
     """The trace of the case with this id or unique id prefix; ``now`` counts the open case's last state up to it.
 
     Unknown case: UnknownReference; a prefix of several cases: InvalidCommand naming them. Read from the board

@@ -15,7 +15,7 @@ from projections.projection import Cursor, Projection, ViewTable, event_class
 
 if TYPE_CHECKING:
     from projections.kpi_queries import Period
-    from projections.store import ViewStore
+    from projections.store import Views
 
 KINDS: dict[str, str] = {
     "task": "交办任务",
@@ -121,7 +121,7 @@ class CommunityBurden(Projection):
         cursor.execute(
             f"INSERT INTO burden_day (day, grid, kind, item, {', '.join(COUNTS)}) "  # noqa: S608 - constants only
             f"VALUES (?, ?, ?, ?, {', '.join('?' * len(COUNTS))}) ON CONFLICT (day, grid, kind, item) DO UPDATE SET "
-            + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTS),
+            + ", ".join(f"{c} = burden_day.{c} + excluded.{c}" for c in COUNTS),
             (*key, *values),
         )
 
@@ -174,7 +174,7 @@ class BurdenRow:
         return sum(k.borne for k in self.kinds.values())
 
 
-def burden(store: ViewStore, period: Period, *, level: str = "community", within: str | None = None) -> list[BurdenRow]:
+def burden(store: Views, period: Period, *, level: str = "community", within: str | None = None) -> list[BurdenRow]:
     """What was pushed onto each place of ``level`` in ``period`` (inside ``within`` if given), most borne first.
 
     Only places something was pushed onto appear; work in a grid the map does not hold yet (from Kafka) waits.

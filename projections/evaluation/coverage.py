@@ -14,7 +14,7 @@ from projections.projection import Cursor, Projection, ViewTable, event_class, i
 
 if TYPE_CHECKING:
     from projections.kpi_queries import Period
-    from projections.store import ViewStore
+    from projections.store import Views
 
 COUNTS = ("patrols", "checkpoints", "findings", "ended", "minutes")
 """A day's counts of one worker in one grid: patrols started, checkpoints visited (打卡), findings (发现),
@@ -34,7 +34,8 @@ SCHEMA = (
     + ", PRIMARY KEY (day, grid, worker)) WITHOUT ROWID",
 )
 
-_ADD = ", ".join(f"{column} = {column} + excluded.{column}" for column in COUNTS)
+# Columns named with their table: PostgreSQL, unlike SQLite, refuses a bare name that excluded also has.
+_ADD = ", ".join(f"{column} = coverage_day.{column} + excluded.{column}" for column in COUNTS)
 
 
 def _count_statement(column: str, minutes: str = "0") -> str:
@@ -94,7 +95,7 @@ class PatrolCoverage(Projection):
         )
         cursor.execute(
             "INSERT INTO coverage_day (day, grid, worker, patrols) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (day, grid, worker) DO UPDATE SET patrols = patrols + 1",
+            "ON CONFLICT (day, grid, worker) DO UPDATE SET patrols = coverage_day.patrols + 1",
             (day, event.grid, event.worker),
         )
 
@@ -116,7 +117,7 @@ class PatrolCoverage(Projection):
         if column == "ended":
             parameters["at"] = iso(event.occurred_at)
         cursor.execute(_STATEMENTS[column], parameters)
-        if cursor.sqlite_cursor.rowcount == 0:
+        if cursor.rowcount == 0:
             raise LookupError(f"coverage_patrol has no patrol {event.originator_id}: its Started was never applied")
 
 
@@ -167,7 +168,7 @@ class Coverage:
         return self.visited_count / len(self.grids) if self.grids else None
 
 
-def coverage(store: ViewStore, period: Period, *, within: str | None = None) -> Coverage:
+def coverage(store: Views, period: Period, *, within: str | None = None) -> Coverage:
     """Patrol coverage of each grid in force in ``period`` (inside ``within``, a grid or division code, if given).
 
     Patrols and checkpoints of a grid the map does not hold (not drawn yet, from Kafka) are left out.

@@ -125,10 +125,10 @@ class FourDegrees(Projection):
         cursor.execute(
             f"INSERT INTO fd_patrol_day (day, worker, grid, {column}, {other}) "  # noqa: S608 - constants only
             "SELECT ?, worker, grid, 1, 0 FROM fd_patrol WHERE patrol_id = ? "
-            f"ON CONFLICT (day, worker, grid) DO UPDATE SET {column} = {column} + 1",
+            f"ON CONFLICT (day, worker, grid) DO UPDATE SET {column} = fd_patrol_day.{column} + 1",
             (local_day(event.occurred_at), str(event.originator_id)),
         )
-        if cursor.sqlite_cursor.rowcount == 0:
+        if cursor.rowcount == 0:
             raise LookupError(f"fd_patrol has no patrol {event.originator_id}: its Started was never applied")
 
     # -- cases ----------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class FourDegrees(Projection):
         )
         cursor.execute(
             "INSERT INTO fd_grid_day (day, grid, source, cases) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (day, grid, source) DO UPDATE SET cases = cases + 1",
+            "ON CONFLICT (day, grid, source) DO UPDATE SET cases = fd_grid_day.cases + 1",
             (local_day(event.occurred_at), event.grid, event.source),
         )
 
@@ -225,9 +225,10 @@ class FourDegrees(Projection):
         if not worker:
             return
         columns = ", ".join(counts)
+        adds = ", ".join(f"{c} = fd_worker_day.{c} + excluded.{c}" for c in counts)
         cursor.execute(
             f"INSERT INTO fd_worker_day (day, worker, {columns}) "  # noqa: S608 - column names are constants
             f"VALUES (?, ?, {', '.join('?' * len(counts))}) "
-            f"ON CONFLICT (day, worker) DO UPDATE SET {', '.join(f'{c} = {c} + excluded.{c}' for c in counts)}",
+            f"ON CONFLICT (day, worker) DO UPDATE SET {adds}",
             (local_day(event.occurred_at), worker, *counts.values()),
         )

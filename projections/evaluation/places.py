@@ -75,9 +75,9 @@ def level_column(level: str) -> str:
 
 
 def within_condition(alias: str, within: str | None) -> tuple[str, dict[str, str]]:
-    """SQL admitting the grids (``alias`` is the grid map) inside a division or grid code; '1' for None."""
+    """SQL admitting the grids (``alias`` is the grid map) inside a division or grid code; 'TRUE' for None."""
     if within is None:
-        return "1", {}
+        return "TRUE", {}
     if not within.isdigit():
         raise InvalidCommand("within", f"{within!r} is not a division code", "the digits of a grid or division code")
     # Grid codes begin with the codes of the places above them (a city's: its code without the trailing 00).

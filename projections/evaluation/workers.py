@@ -14,7 +14,7 @@ from projections.evaluation.scoring import DEGREES, INPUTS, Degree, degrees, ove
 
 if TYPE_CHECKING:
     from projections.kpi_queries import Period
-    from projections.store import ViewStore
+    from projections.store import Views
 
 _SOURCES = {"patrol": "patrol_cases", "resident": "resident_cases", "app": "app_cases", "hotline": "hotline_cases"}
 """The case sources 四度 reads, and the input each feeds (department and sensor cases say nothing of the worker)."""
@@ -48,7 +48,7 @@ def workdays(period: Period, calendar: WorkingCalendar, today: date | None = Non
 
 
 def evaluate_workers(
-    store: ViewStore,
+    store: Views,
     period: Period,
     *,
     within: str | None = None,

@@ -1,21 +1,29 @@
-"""A Gridloop app on a real SQLite file, a district to govern, and a story that walks every lifecycle path."""
+"""A Gridloop app on a real SQLite file, a district to govern, and a story that walks every lifecycle path.
+
+The view stores the tests fold into come in both kinds: the ``views`` and ``played`` fixtures are parametrized
+over SQLite and PostgreSQL, so every test that uses them runs on each.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import psycopg
 import pytest
 
 from engine import commands as c
 from engine.application import CommandResult, Gridloop
 from engine.clock import ManualClock
+from ops.postgres import Server
 from projections.runner import EmbeddedRunner
-from projections.store import ViewStore
+from projections.store import Views, ViewStore
+from projections.store_postgres import PostgresViewStore
 from projections.views import default_projections
 
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
@@ -239,7 +247,7 @@ def event_store(path: Path, clock: ManualClock) -> Gridloop:
     return Gridloop({"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}, clock=clock)
 
 
-def follow(app: Gridloop, store: ViewStore, batch_size: int = 500) -> EmbeddedRunner:
+def follow(app: Gridloop, store: Views, batch_size: int = 500) -> EmbeddedRunner:
     return EmbeddedRunner(app.recorder, app.mapper, store, default_projections(), batch_size=batch_size)
 
 
@@ -252,11 +260,41 @@ def story(tmp_path: Path) -> Iterator[Story]:
     app.close()
 
 
-@pytest.fixture
-def views(tmp_path: Path) -> Iterator[ViewStore]:
-    store = ViewStore.open(tmp_path / "views.sqlite")
+STORES = ["sqlite", "postgres"]
+"""The kinds of view store every view test runs on."""
+
+
+def postgres_views(server: Server, schema: str) -> PostgresViewStore:
+    """A view store in ``schema`` of the test server's database."""
+    return PostgresViewStore.connect(
+        host=server.host, port=server.port, user=server.user, password=server.password, dbname=server.dbname,
+        schema=schema,
+    )  # fmt: skip
+
+
+@pytest.fixture(params=STORES)
+def views(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Views]:
+    """An empty view store, SQLite's or PostgreSQL's (in a schema of its own)."""
+    store: Views
+    if request.param == "postgres":
+        store = postgres_views(request.getfixturevalue("postgres"), request.getfixturevalue("pg_schema"))
+    else:
+        store = ViewStore.open(tmp_path / "views.sqlite")
     yield store
     store.close()
+
+
+@contextmanager
+def module_schema(server: Server, name: str) -> Iterator[str]:
+    """A schema for a module-scoped fixture (pg_schema is per test), dropped when the module is done."""
+    schema = f"m_{name}_{uuid4().hex[:8]}"
+    with psycopg.connect(server.dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @dataclass
@@ -264,21 +302,48 @@ class Played:
     """The whole story, with views that followed it command by command."""
 
     story: Story
-    store: ViewStore
+    store: Views
     runner: EmbeddedRunner
     path: Path
 
 
-@pytest.fixture(scope="module")
-def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
-    """Every lifecycle path played once per test module, the runner catching up after each command."""
+@pytest.fixture(scope="module", params=STORES)
+def played(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
+    """Every lifecycle path played once per test module and kind of store, the runner catching up after each
+    command."""
     path = tmp_path_factory.mktemp("played")
     clock = ManualClock(T0)
     app = event_store(path / "events.sqlite", clock)
-    store = ViewStore.open(path / "views.sqlite")
-    runner = follow(app, store, batch_size=7)
-    story = Story(app, clock, after_each=lambda _: runner.run_until_caught_up()).world().every_path()
-    story.after_each = None
-    yield Played(story, store, runner, path)
-    store.close()
+    with ExitStack() as stack:
+        store: Views
+        if request.param == "postgres":
+            server = request.getfixturevalue("postgres")
+            store = postgres_views(server, stack.enter_context(module_schema(server, "played")))
+        else:
+            store = ViewStore.open(path / "views.sqlite")
+        stack.callback(store.close)
+        runner = follow(app, store, batch_size=7)
+        story = Story(app, clock, after_each=lambda _: runner.run_until_caught_up()).world().every_path()
+        story.after_each = None
+        yield Played(story, store, runner, path)
     app.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: a test of what only the SQLite store has (rebuild by ATTACH, as-of replay files)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked sqlite_only runs on the SQLite store only: its PostgreSQL parametrization is deselected."""
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        stores = {callspec.params.get("views"), callspec.params.get("played")} if callspec is not None else set()
+        on_postgres = "postgres" in stores
+        (dropped if on_postgres and item.get_closest_marker("sqlite_only") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

@@ -124,7 +124,7 @@ def test_the_existing_callers_way_of_asking_still_works(four: Any, views: ViewSt
 def test_every_column_of_the_board_is_a_field_of_a_case_row(views: ViewStore) -> None:
     # CaseRows are made from the board's columns without calling __init__ (queries._case): none may be missing.
     with views.reading() as cursor:
-        cursor.execute("PRAGMA table_info(board)")
-        columns = {row["name"] for row in cursor.fetchall()}
+        cursor.execute("SELECT * FROM board LIMIT 0")
+        columns = {column[0] for column in cursor.description}
     assert columns == {field.name for field in fields(CaseRow)}
     assert not hasattr(CaseRow, "__post_init__")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from engine import commands as c
 from engine.admission import AdmissionCatalogue
 from projections.evaluation.burden import KINDS, BurdenRow, CommunityBurden, KindBurden, burden
@@ -89,9 +91,11 @@ def test_burden_is_summed_at_each_level_and_within_a_division(story: Story, view
     assert list(by_grid[0].kinds) == list(KINDS)
 
 
+@pytest.mark.sqlite_only
 def test_rebuilt_equals_live_and_any_kafka_order_gives_the_same_rows(
     story: Story, views: ViewStore, tmp_path: Path
 ) -> None:
+    """SQLite only: the blue/green rebuild (and an as-of replay) build SQLite files beside the live store."""
     runner = follow(story.app, views, batch_size=3)
     story.after_each = lambda _: runner.run_until_caught_up()
     for item in ("I001", "I022", "R030", "T016"):  # admitted, refused, refused, unfunded (费随事转)

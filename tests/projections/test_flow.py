@@ -91,9 +91,11 @@ def test_every_lifecycle_path_is_counted_as_the_log_has_it(story: Story, views: 
     assert totals["reopened"] == 3  # a failed verification, an unsatisfied call-back, a complaint
 
 
+@pytest.mark.sqlite_only
 def test_a_late_upload_lands_in_the_day_it_occurred_live_rebuilt_and_replayed(
     story: Story, views: ViewStore, tmp_path: Path
 ) -> None:
+    """SQLite only: the blue/green rebuild (and an as-of replay) build SQLite files beside the live store."""
     runner = follow(story.app, views)
     story.report("today")
     story.on("today", c.RegisterCase)

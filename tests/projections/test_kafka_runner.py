@@ -1,4 +1,7 @@
-"""The Kafka runner on an in-memory consumer: store errors, poison, holds, rewinds (real broker: integration)."""
+"""The Kafka runner on an in-memory consumer: store errors, poison, holds, rewinds (real broker: integration).
+
+Each test runs on both view stores (the ``views`` fixture): per-partition tracking on SQLite and PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from ops.sample import GRID, set_up_district
 from projections.kafka_runner import HELD_BEHIND, TRANSIENT, KafkaRunner
 from projections.queries import find_case, held_aggregates, view_checksum
 from projections.runner import EmbeddedRunner
-from projections.store import ViewStore
+from projections.store import Views, ViewStore
 from projections.views import VIEW_NAMES, default_projections
 from tests.kafka_fakes import PARTITIONS, FakeConsumer, TransactionalLog
 
@@ -55,7 +58,7 @@ def log(app: Gridloop) -> TransactionalLog:
     return log
 
 
-def runner(store: ViewStore, consumer: FakeConsumer, dead: DeadLetters, max_records: int = 2000) -> KafkaRunner:
+def runner(store: Views, consumer: FakeConsumer, dead: DeadLetters, max_records: int = 2000) -> KafkaRunner:
     return KafkaRunner(consumer, store, default_projections(), TOPICS, "g", dead, attempts=3, max_records=max_records)
 
 
@@ -66,9 +69,9 @@ def embedded(app: Gridloop, path: Path) -> ViewStore:
 
 
 def test_the_runner_folds_the_log_into_views_equal_to_the_embedded_ones(
-    app: Gridloop, log: TransactionalLog, tmp_path: Path
+    app: Gridloop, log: TransactionalLog, tmp_path: Path, views: Views
 ) -> None:
-    store, dead = ViewStore.open(tmp_path / "views.sqlite"), DeadLetters()
+    store, dead = views, DeadLetters()
     worker = runner(store, FakeConsumer(log), dead, max_records=3)
     while worker.poll_once():
         pass
@@ -78,9 +81,9 @@ def test_the_runner_folds_the_log_into_views_equal_to_the_embedded_ones(
 
 
 def test_a_view_store_error_is_waited_out_and_never_makes_a_good_record_a_dead_letter(
-    app: Gridloop, log: TransactionalLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    app: Gridloop, log: TransactionalLog, tmp_path: Path, views: Views, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, dead = ViewStore.open(tmp_path / "views.sqlite"), DeadLetters()
+    store, dead = views, DeadLetters()
     worker = runner(store, FakeConsumer(log), dead)
     real = KafkaRunner._apply_one
     failures = iter(range(5))
@@ -124,10 +127,10 @@ def poisoned_log(app: Gridloop, log: TransactionalLog) -> tuple[FakeConsumer, st
 
 
 def test_a_poison_record_is_dead_lettered_once_and_its_aggregate_held_while_others_apply(
-    app: Gridloop, log: TransactionalLog, tmp_path: Path
+    app: Gridloop, log: TransactionalLog, tmp_path: Path, views: Views
 ) -> None:
     consumer, case_id = poisoned_log(app, log)
-    store, dead = ViewStore.open(tmp_path / "views.sqlite"), DeadLetters()
+    store, dead = views, DeadLetters()
     worker = runner(store, consumer, dead)
     while worker.poll_once():
         pass
@@ -149,10 +152,10 @@ def test_a_poison_record_is_dead_lettered_once_and_its_aggregate_held_while_othe
 
 
 def test_a_dead_letter_that_cannot_be_sent_fails_the_batch_and_the_batch_is_read_again(
-    app: Gridloop, log: TransactionalLog, tmp_path: Path
+    app: Gridloop, log: TransactionalLog, tmp_path: Path, views: Views
 ) -> None:
     consumer, case_id = poisoned_log(app, log)
-    store, sent = ViewStore.open(tmp_path / "views.sqlite"), DeadLetters()
+    store, sent = views, DeadLetters()
     broken = SimpleNamespace(up=False)
 
     def sink(topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:

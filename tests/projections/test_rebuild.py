@@ -1,6 +1,7 @@
 """Blue/green rebuilds: built beside the live views, swapped in one transaction, equal to them by checksum.
 
 A rebuild killed midway is a real OS process killed with SIGKILL; run as a script, this module is that process.
+SQLite only: the blue/green rebuild builds beside the live store in an ATTACHed file and swaps within it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from projections.rebuild import BlueGreen, LogSource, RebuildBusy, Swapped, rebu
 from projections.runner import EmbeddedRunner
 from projections.store import ViewStore, checksum, view_checksum
 from projections.views import VIEW_NAMES, default_projections
+
+pytestmark = pytest.mark.sqlite_only
 
 STARTUP_LIMIT = 120.0
 """Seconds the rebuild process may take to reach the point it is killed at (a hang, not a measurement)."""
