@@ -25,21 +25,16 @@ from ops.audit import audit_group
 from ops.callbacks_cli import callbacks_command
 from ops.cli_support import LOCAL, fail_cleanly, local_time, out, parse_now, plain, runtime
 from ops.config import Settings, load_settings
+from ops.distributed import SUPERVISE, elected
 from ops.evaluate_cli import evaluate_group
 from ops.export_cli import export_command
 from ops.history_cli import reading_views, rebuild_command, replay_command, views_option
 from ops.logs import configure_logging
 from ops.notify_cli import notify_command
+from ops.postgres_cli import postgres_group
+from ops.relay_cli import relay_command
 from ops.report import report_command
-from ops.runtime import (
-    PolicyRun,
-    dead_letters,
-    ensure_topics,
-    open_kafka_runner,
-    open_relay,
-    refusal_fields,
-    topics,
-)
+from ops.runtime import PolicyRun, dead_letters, ensure_topics, open_kafka_runner, refusal_fields, topics
 from ops.serve import stop_on_signals
 from ops.whatif import whatif_command
 from projections import queries
@@ -94,7 +89,11 @@ def simulate(
     if dispatch is None:
         dispatch = settings.dispatch_policy if settings.dispatch_policy != NO_POLICY else DEFAULT_DISPATCH
     first_day: date = start.date() if start else (datetime.now(LOCAL).date() - timedelta(days=1))
-    if fresh:
+    if fresh and settings.uses_postgres:
+        from ops.distributed import drop_schemas
+
+        drop_schemas(settings)
+    elif fresh:
         for path in (settings.event_store_path, settings.view_store_path):
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -178,18 +177,25 @@ def supervise(settings: Settings, now_text: str | None, follow: bool, every: flo
         raise click.BadParameter(
             f"{moment.isoformat()} is in the future; allowed: at or before now", param_hint="--now"
         )
+    stop = stop_on_signals() if follow else None
+    # Mode distributed: the policies of a deployment run in one process, the one holding the supervise lock.
     with runtime(settings) as rt:
         if rt.processes is None:
             raise click.UsageError("nothing to run: dispatch_policy is none and supervise is false (see ops/config.py)")
         names = ", ".join(m.name for m in rt.processes.managers)
-        stop = stop_on_signals() if follow else None
-        while True:
-            run = rt.run_processes(moment)
-            rt.catch_up()
-            _print_policy_run(run, moment, names, as_json)
-            if stop is None or stop.wait(every):
+        with elected(settings, SUPERVISE, stop) as election:
+            if not election.active:
+                if stop is None:
+                    click.echo("another `gridloop supervise` is active (it holds the supervise lock): nothing done")
                 return
-            moment = datetime.now(UTC)
+            while True:
+                election.check()
+                run = rt.run_processes(moment)
+                rt.catch_up()
+                _print_policy_run(run, moment, names, as_json)
+                if stop is None or election.wait(stop, every):
+                    return
+                moment = datetime.now(UTC)
 
 
 @main.command()
@@ -198,7 +204,8 @@ def supervise(settings: Settings, now_text: str | None, follow: bool, every: flo
 @click.pass_obj
 @fail_cleanly
 def project(settings: Settings, rebuild_view: str | None, follow: bool) -> None:
-    """Bring the views up to date: from the event store (mode embedded) or from Kafka as a group worker (mode kafka)."""
+    """Bring the views up to date: from the event store (mode embedded) or from Kafka as a group worker (modes kafka
+    and distributed)."""
     view = None if rebuild_view == "all" else rebuild_view
     with runtime(settings) as rt:
         if rt.runner is not None:
@@ -221,23 +228,6 @@ def project(settings: Settings, rebuild_view: str | None, follow: bool) -> None:
             f"{kafka.applied} events applied from {len(kafka.assigned)} partition(s) of group {settings.kafka_group}; "
             f"{kafka.dead_lettered} dead-lettered"
         )
-
-
-@main.command()
-@click.option("--follow", is_flag=True, help="Keep shipping new events until stopped (SIGTERM / Ctrl-C).")
-@click.pass_obj
-@fail_cleanly
-def relay(settings: Settings, follow: bool) -> None:
-    """Ship the event store's log to Kafka, each event once, resuming from what Kafka already holds."""
-    with runtime(settings) as rt:
-        ensure_topics(settings)
-        shipper, close = open_relay(settings, rt.app)
-        rt.closers.append(close)
-        start = shipper.position
-        if follow:
-            shipper.run(stop_on_signals())
-        shipper.ship_all()
-        click.echo(f"Kafka holds the log up to position {shipper.position} ({shipper.position - start} new)")
 
 
 @main.command(name="deadletters")
@@ -500,3 +490,5 @@ main.add_command(analytics_group)
 main.add_command(report_command)
 main.add_command(callbacks_command)
 main.add_command(notify_command)
+main.add_command(relay_command)
+main.add_command(postgres_group)

@@ -7,13 +7,21 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import time
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-MODES = ("embedded", "kafka")
+if TYPE_CHECKING:
+    from ops.postgres import Server
+
+MODES = ("embedded", "kafka", "distributed")
+"""embedded: one process on SQLite; kafka: SQLite store, views fed from Kafka; distributed: PostgreSQL store and
+views fed from Kafka by consumer-group workers, one active relay, API replicas (docs/deploy.md)."""
 KAFKA_PROVISIONERS = ("local", "container", "external")
+POSTGRES_PROVISIONERS = ("local", "external")
+SCHEMA_NAME = r"[a-z_][a-z0-9_]{0,62}"
+"""A PostgreSQL schema gridloop creates: a plain lower-case identifier, so it never needs quoting."""
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_RELAY_BATCH = 50_000
@@ -58,6 +66,23 @@ class Settings:
     relay_transactional_id: str = "gridloop-relay"
     """One id for every relay of an event store: a restarted relay fences its killed predecessor."""
     relay_batch_size: int = 5000
+    # PostgreSQL (mode "distributed" and `gridloop postgres`): see docs/deploy.md.
+    postgres_provisioner: str = "local"
+    """Where the server comes from: local (Debian's PostgreSQL, a cluster in data_dir/postgres started by
+    `gridloop postgres up`; postgres_host and postgres_port are then ignored) or external (a server you run)."""
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "postgres"
+    postgres_password: str = field(default="", repr=False)
+    """Never printed nor logged; prefer an EnvironmentFile readable by gridloop's user alone (ops/systemd)."""
+    postgres_dbname: str = "gridloop"
+    postgres_schema: str = "gridloop"
+    """The event store's schema (events, seals, checkpoints, receipts, the policies' tracking)."""
+    postgres_views_schema: str = "gridloop_views"
+    """The views' schema, apart from the events so it can be dropped and rebuilt from the topics."""
+    postgres_pool_size: int = 5
+    """Connections each process keeps to the event store (and as many more under load): an API replica
+    serves its requests from this pool; mind the server's max_connections times the number of processes."""
     # Dispatch and supervision (process managers over the log): see README, "Dispatch and supervision".
     dispatch_policy: str = "balanced"
     """Who dispatches registered cases: a policy of engine.dispatch (balanced, grid-owner), or none."""
@@ -107,13 +132,52 @@ class Settings:
         return self.data_dir / "kafka"
 
     @property
+    def views_follow_kafka(self) -> bool:
+        """Whether the views are fed from the Kafka topics by `gridloop project` workers (not in this process)."""
+        return self.mode != "embedded"
+
+    @property
+    def uses_postgres(self) -> bool:
+        """Whether the event store and the views live on PostgreSQL (mode distributed)."""
+        return self.mode == "distributed"
+
+    @property
+    def postgres_dir(self) -> Path:
+        """The local cluster's data, log and socket (postgres_provisioner = local)."""
+        return self.data_dir / "postgres"
+
+    @property
     def view_store_path(self) -> Path:
         """The views of this mode: views fed from Kafka never share a file with views fed from the store."""
         return self.data_dir / ("views.sqlite" if self.mode == "embedded" else f"views-{self.mode}.sqlite")
 
-    def event_store_env(self) -> dict[str, str]:
-        """The eventsourcing library's environment for this store."""
-        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(self.event_store_path)}
+    def postgres_server(self) -> Server:
+        """The configured PostgreSQL server and database; for the local provisioner it must be up (a clear error
+        if it is not), and its address is the one the running cluster chose."""
+        from ops.postgres import LocalServer, PostgresUnavailable, Server
+
+        if self.postgres_provisioner == "external":
+            return Server(
+                self.postgres_host, self.postgres_port, self.postgres_user, self.postgres_password, self.postgres_dbname
+            )
+        running = LocalServer(self.postgres_dir).status()
+        if running is None:
+            raise PostgresUnavailable(
+                f"no PostgreSQL server is up in {self.postgres_dir} (local provisioner): start it with "
+                "`gridloop postgres up`, or set postgres_provisioner = external and postgres_host/postgres_port"
+            )
+        return replace(running, dbname=self.postgres_dbname)
+
+    def event_store_env(self, server: Server | None = None) -> dict[str, str]:
+        """The eventsourcing library's environment for this store: SQLite, or PostgreSQL in mode distributed (on
+        ``server``, default the configured one)."""
+        if not self.uses_postgres:
+            return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(self.event_store_path)}
+        server = server or self.postgres_server()
+        return server.event_store_env(self.postgres_schema) | {
+            "POSTGRES_POOL_SIZE": str(self.postgres_pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(self.postgres_pool_size),
+        }
 
 
 ENV_PREFIX = "GRIDLOOP_"
@@ -179,6 +243,7 @@ def _validated(values: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"kafka_replication: {settings.kafka_replication}; allowed: 1 to 10")
     if not 1 <= settings.relay_batch_size <= MAX_RELAY_BATCH:
         raise ConfigError(f"relay_batch_size: {settings.relay_batch_size}; allowed: 1 to {MAX_RELAY_BATCH}")
+    _check_postgres(settings)
     if settings.dispatch_policy not in DISPATCH_POLICIES:
         raise ConfigError(f"dispatch_policy: {settings.dispatch_policy!r}; allowed: {', '.join(DISPATCH_POLICIES)}")
     if settings.calendar not in CALENDARS:
@@ -198,6 +263,36 @@ def _validated(values: Mapping[str, Any]) -> Settings:
     if settings.notify_sender != CONSOLE_SENDER:
         sender_factory(settings.notify_sender)
     return settings
+
+
+def _check_postgres(settings: Settings) -> None:
+    """The PostgreSQL settings; checked in every mode, so a wrong value is found before the switch to distributed.
+    The password is never part of a message."""
+    if settings.postgres_provisioner not in POSTGRES_PROVISIONERS:
+        raise ConfigError(
+            f"postgres_provisioner: {settings.postgres_provisioner!r}; allowed: {', '.join(POSTGRES_PROVISIONERS)}"
+        )
+    if not settings.postgres_host or any(c.isspace() for c in settings.postgres_host):
+        raise ConfigError(f"postgres_host: {settings.postgres_host!r}; allowed: a host name or address")
+    if not 1 <= settings.postgres_port <= 65535:
+        raise ConfigError(f"postgres_port: {settings.postgres_port}; allowed: 1 to 65535")
+    for name in ("postgres_user", "postgres_dbname"):
+        value = getattr(settings, name)
+        if not value or len(value) > 63:
+            raise ConfigError(f"{name}: {value!r}; allowed: a PostgreSQL name of 1 to 63 characters")
+    for name in ("postgres_schema", "postgres_views_schema"):
+        value = getattr(settings, name)
+        if not re.fullmatch(SCHEMA_NAME, value):
+            raise ConfigError(
+                f"{name}: {value!r}; allowed: a lower-case identifier (letters, digits, _; not starting with a digit)"
+            )
+    if settings.postgres_schema == settings.postgres_views_schema:
+        raise ConfigError(
+            f"postgres_views_schema: {settings.postgres_views_schema!r} is the event store's schema; allowed: "
+            "another schema (the views are dropped and rebuilt apart from the events)"
+        )
+    if not 1 <= settings.postgres_pool_size <= 100:
+        raise ConfigError(f"postgres_pool_size: {settings.postgres_pool_size}; allowed: 1 to 100")
 
 
 CONSOLE_SENDER = "console"
@@ -221,8 +316,12 @@ def sender_factory(spec: str) -> Callable[[], Any]:
     return cast(Callable[[], Any], factory)
 
 
-KEEP_CASE = frozenset({"notify_sender"})
-"""Text settings read as given: an import path names a class in its own case."""
+KEEP_CASE = frozenset({
+    "notify_sender", "postgres_user", "postgres_password", "postgres_dbname", "postgres_schema",
+    "postgres_views_schema",
+})  # fmt: skip
+"""Text settings read as given: an import path names a class in its own case; PostgreSQL names and the password
+are case-sensitive (a schema name in upper case is refused, not silently lowered)."""
 
 HOURS_ALLOWED = "HH:MM-HH:MM, the start before the end, such as 08:30-17:30"
 
@@ -250,6 +349,8 @@ def _convert(name: str, raw: Any) -> Any:
             return _to_bool(raw)
         if issubclass(kind, Path):
             return Path(raw)
+        if name == "postgres_password":
+            return str(raw)  # exactly as given: spaces may belong to it
         if name in KEEP_CASE:
             return str(raw).strip()
         return str(raw).strip().lower()

@@ -25,7 +25,7 @@ from ops.runtime import working_calendar
 from projections.projection import chosen
 from projections.rebuild import BlueGreen, LogSource, Swapped
 from projections.replay import BY, RECORDED, Replay, replay
-from projections.store import ViewStore
+from projections.store import Views, ViewStore
 from projections.views import default_projections
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +43,7 @@ def views_option(command: F) -> F:
 
 
 @contextmanager
-def reading_views(settings: Settings, views_path: Path | None) -> Iterator[ViewStore]:
+def reading_views(settings: Settings, views_path: Path | None) -> Iterator[Views]:
     """The live views, caught up (embedded mode); or the view store at ``views_path``, as it is."""
     if views_path is None:
         with runtime(settings) as rt:
@@ -192,7 +192,7 @@ def rebuild_command(settings: Settings, view: str, check_only: bool, processes: 
     Prints the live and the rebuilt checksum of each view; exit status 1 if they differ (the live view
     was wrong: the rebuilt one has replaced it, unless --check-only).
     """
-    if settings.mode != "embedded":
+    if settings.views_follow_kafka:
         raise click.UsageError(
             f"mode {settings.mode}: the views track Kafka offsets per partition, not event-store positions; "
             "rebuild them from the topics with `gridloop project --rebuild VIEW|all`"

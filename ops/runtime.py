@@ -22,7 +22,7 @@ from engine.working_time import EVERY_DAY, MONDAY_TO_FRIDAY, WorkingCalendar, ch
 from ops.config import Settings
 from projections.kafka_runner import KafkaRunner
 from projections.runner import EmbeddedRunner
-from projections.store import ViewStore
+from projections.store import Views, ViewStore
 from projections.views import default_projections
 
 log = structlog.get_logger()
@@ -65,9 +65,10 @@ class Runtime:
 
     settings: Settings
     app: Gridloop
-    views: ViewStore
+    views: Views
+    """SQLite (ViewStore) or, in mode distributed, PostgreSQL (projections.store_postgres.PostgresViewStore)."""
     runner: EmbeddedRunner | None
-    """The embedded runner (mode embedded); in mode kafka the views are fed by `gridloop project`."""
+    """The embedded runner (mode embedded); in modes kafka and distributed the views are fed by `gridloop project`."""
     processes: Processes | None = None
     """The configured dispatch policy and supervisor over the log; None when both are switched off."""
     closers: list[Callable[[], None]] = field(default_factory=list)
@@ -150,10 +151,13 @@ def _text(value: object) -> str:
 def open_runtime(settings: Settings, clock: Clock) -> Runtime:
     """Open (creating if needed) the event store and this mode's view store named by ``settings``."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = Gridloop(settings.event_store_env(), clock=clock, calendar=working_calendar(settings))
-    views = ViewStore.open(settings.view_store_path)
+    if settings.uses_postgres:
+        app, views = _open_on_postgres(settings, clock)
+    else:
+        app = Gridloop(settings.event_store_env(), clock=clock, calendar=working_calendar(settings))
+        views = ViewStore.open(settings.view_store_path)
     runner = None
-    if settings.mode == "embedded":
+    if not settings.views_follow_kafka:
         runner = EmbeddedRunner(
             app.recorder,
             app.mapper,
@@ -165,6 +169,29 @@ def open_runtime(settings: Settings, clock: Clock) -> Runtime:
     if settings.dispatch_policy != NO_POLICY or settings.supervise:
         managers = processes(app, dispatch=settings.dispatch_policy, supervise=settings.supervise)
     return Runtime(settings, app, views, runner, managers)
+
+
+def _open_on_postgres(settings: Settings, clock: Clock) -> tuple[Gridloop, Views]:
+    """Mode distributed: the event store and the views on PostgreSQL, each in its schema."""
+    from ops.distributed import setting_up
+    from projections.store_postgres import PostgresViewStore
+
+    server = settings.postgres_server()
+    with setting_up(settings, server):
+        app = Gridloop(settings.event_store_env(server), clock=clock, calendar=working_calendar(settings))
+        try:
+            views = PostgresViewStore.connect(
+                host=server.host,
+                port=server.port,
+                user=server.user,
+                password=server.password,
+                dbname=server.dbname,
+                schema=settings.postgres_views_schema,
+            )
+        except BaseException:
+            app.close()
+            raise
+    return app, views
 
 
 def topics(settings: Settings) -> Topics:

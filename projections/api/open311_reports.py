@@ -74,7 +74,7 @@ class Reports:
         except DuplicateCommand as exc:
             raise Open311Error(409, f"the Idempotency-Key was used for a different report ({exc})") from None
         result = submitted.result
-        probe = case_position(self.geo.backend, str(result.aggregate_id))
+        probe = case_position(self.geo.backend, str(result.aggregate_id), result.position)
         await Reader(self.geo.backend).settle(result.position, None, probe)
         category = self.geo.category(command.category)
         said = "already received" if result.duplicate else "received"

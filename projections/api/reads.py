@@ -259,7 +259,7 @@ def router(backend: Backend) -> APIRouter:
         wait: Wait = None,
     ) -> Response:
         require(principal, Read.BOARD)
-        probe = case_position(backend, case)
+        probe = case_position(backend, case, position)
         consistency = await reader.settle(position, wait, probe)
         row = reader.case(principal, case)
         body = {"case": case_json(row, reader.now(now)), "allowed_actions": list(allowed_actions(row.status))}
@@ -273,7 +273,7 @@ def router(backend: Backend) -> APIRouter:
     )
     async def case_timeline(principal: Caller, case: str, position: Position = None, wait: Wait = None) -> Response:
         require(principal, Read.TIMELINE)
-        probe = case_position(backend, case)
+        probe = case_position(backend, case, position)
         consistency = await reader.settle(position, wait, probe)
         row = reader.case(principal, case)
         events = queries.timeline(backend.views, row.case_id)
@@ -300,7 +300,7 @@ def router(backend: Backend) -> APIRouter:
         wait: Wait = None,
     ) -> Response:
         require(principal, Read.TIMELINE)
-        probe = case_position(backend, case)
+        probe = case_position(backend, case, position)
         consistency = await reader.settle(position, wait, probe)
         row = reader.case(principal, case)
         trace = audit_trace.case_trace(backend.views, str(row.case_id), backend.app.calendar, now=reader.now(now))
@@ -358,13 +358,23 @@ def _cursor(text: str | None) -> UUID | None:
         raise InvalidCommand("cursor", f"{text!r} is not a cursor", "the next_cursor of the previous page") from None
 
 
-def case_position(backend: Backend, case: str) -> Callable[[], int | None]:
-    """Kafka mode: the position the case's board row records (None while the views do not have it)."""
+def case_position(backend: Backend, case: str, position: int | None) -> Callable[[], int | None]:
+    """Kafka and distributed modes: how far the case's board row has read (None while the views do not have it).
+
+    The position a command answers with is its receipt's, which no view reads; so once the row exists, the probe
+    answers ``position`` itself when the row holds the case's own last event at or before it.
+    """
+    target: list[int] = []
 
     def probe() -> int | None:
         try:
-            return queries.find_case(backend.views, case).position
+            row = queries.find_case(backend.views, case)
         except UnknownReference:
             return None
+        if position is None:
+            return row.position
+        if not target:
+            target.append(backend.app.last_position_of(row.case_id, position))
+        return position if row.position >= target[0] else row.position
 
     return probe

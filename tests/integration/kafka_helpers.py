@@ -243,10 +243,15 @@ def assert_exactly_once(records: list[Record], events: Path, topics: Topics) -> 
     """The read-committed log holds each stored event once, in order, legibly keyed and labelled."""
     app = open_store(events)
     try:
-        last = app.recorder.max_notification_id() or 0
-        stored = {n.id: n for n in app.recorder.select_notifications(start=1, limit=last + 1)}
+        assert_log_matches_the_store(records, app, topics)
     finally:
         app.close()
+
+
+def assert_log_matches_the_store(records: list[Record], app: Gridloop, topics: Topics) -> None:
+    """The read-committed log holds each event of ``app``'s store once, in order (any store: SQLite, PostgreSQL)."""
+    last = app.recorder.max_notification_id() or 0
+    stored = {n.id: n for n in app.recorder.select_notifications(start=1, limit=last + 1)}
     seen = Counter(position_of(r) for r in records)
     repeated = {p: n for p, n in seen.items() if n > 1}
     assert not repeated, f"positions on Kafka more than once: {dict(list(repeated.items())[:10])}"

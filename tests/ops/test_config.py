@@ -11,6 +11,7 @@ from engine.dispatch import POLICIES
 from engine.policies import NO_POLICY
 from engine.working_time import CHINA
 from ops.config import DISPATCH_POLICIES, ConfigError, Settings, load_settings
+from ops.postgres import PostgresUnavailable
 from ops.runtime import working_calendar
 
 
@@ -31,7 +32,15 @@ def test_environment_overrides_the_file_and_arguments_override_both(tmp_path: Pa
 @pytest.mark.parametrize(
     ("environ", "words"),
     [
-        ({"GRIDLOOP_MODE": "distributed"}, "mode: 'distributed' is not available; allowed: embedded"),
+        ({"GRIDLOOP_MODE": "cluster"}, "mode: 'cluster' is not available; allowed: embedded, kafka, distributed"),
+        ({"GRIDLOOP_POSTGRES_PROVISIONER": "docker"}, "postgres_provisioner: 'docker'; allowed: local, external"),
+        ({"GRIDLOOP_POSTGRES_PORT": "0"}, "postgres_port: 0; allowed: 1 to 65535"),
+        ({"GRIDLOOP_POSTGRES_HOST": "db 1"}, "postgres_host: 'db 1'; allowed: a host name or address"),
+        ({"GRIDLOOP_POSTGRES_USER": ""}, "postgres_user: ''; allowed: a PostgreSQL name of 1 to 63 characters"),
+        ({"GRIDLOOP_POSTGRES_SCHEMA": "Events"}, "postgres_schema: 'Events'; allowed: a lower-case identifier"),
+        ({"GRIDLOOP_POSTGRES_VIEWS_SCHEMA": "1v"}, "postgres_views_schema: '1v'; allowed: a lower-case identifier"),
+        ({"GRIDLOOP_POSTGRES_VIEWS_SCHEMA": "gridloop"}, "postgres_views_schema: 'gridloop' is the event store's"),
+        ({"GRIDLOOP_POSTGRES_POOL_SIZE": "0"}, "postgres_pool_size: 0; allowed: 1 to 100"),
         ({"GRIDLOOP_LOG_LEVEL": "loud"}, "log_level: 'loud'; allowed: debug, info, warning, error"),
         ({"GRIDLOOP_READ_WAIT_SECONDS": "soon"}, "read_wait_seconds: 'soon' is not a float"),
         ({"GRIDLOOP_READ_WAIT_SECONDS": "0"}, "read_wait_seconds: 0.0; allowed: more than 0"),
@@ -67,6 +76,54 @@ def test_the_local_broker_keeps_its_data_under_the_data_dir_and_its_jars_outside
     settings = load_settings({"GRIDLOOP_KAFKA_CACHE_DIR": str(tmp_path / "jars")}, data_dir=tmp_path / "var")
     assert settings.kafka_dir == tmp_path / "var" / "kafka"
     assert settings.kafka_cache_dir == tmp_path / "jars"
+
+
+def distributed(**environ: str) -> Settings:
+    return load_settings({"GRIDLOOP_MODE": "distributed", **environ})
+
+
+def test_distributed_mode_stores_events_in_the_configured_schema_of_an_external_server() -> None:
+    settings = distributed(
+        GRIDLOOP_POSTGRES_PROVISIONER="external",
+        GRIDLOOP_POSTGRES_HOST="DB-1.example",
+        GRIDLOOP_POSTGRES_PORT="6432",
+        GRIDLOOP_POSTGRES_USER="Gridloop",
+        GRIDLOOP_POSTGRES_PASSWORD=" Mixed Case ",
+        GRIDLOOP_POSTGRES_SCHEMA="events_a",
+        GRIDLOOP_POSTGRES_POOL_SIZE="3",
+    )
+    assert settings.views_follow_kafka and settings.uses_postgres
+    assert settings.event_store_env() == {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": "gridloop",
+        "POSTGRES_HOST": "db-1.example",
+        "POSTGRES_PORT": "6432",
+        "POSTGRES_USER": "Gridloop",  # PostgreSQL names and the password keep their case (and the password its spaces)
+        "POSTGRES_PASSWORD": " Mixed Case ",
+        "POSTGRES_SCHEMA": "events_a",
+        "POSTGRES_POOL_SIZE": "3",
+        "POSTGRES_MAX_OVERFLOW": "3",
+    }
+    assert settings.postgres_views_schema == "gridloop_views"
+    assert "Mixed Case" not in repr(settings) and "postgres_password" not in repr(settings)
+
+
+def test_the_views_follow_kafka_in_every_mode_but_the_embedded_one() -> None:
+    assert [load_settings({"GRIDLOOP_MODE": m}).views_follow_kafka for m in ("embedded", "kafka", "distributed")] == [
+        False,
+        True,
+        True,
+    ]
+    assert [load_settings({"GRIDLOOP_MODE": m}).uses_postgres for m in ("embedded", "kafka")] == [False, False]
+
+
+def test_a_local_postgres_that_is_not_up_is_named_with_how_to_start_it(tmp_path: Path) -> None:
+    settings = load_settings({"GRIDLOOP_MODE": "distributed"}, data_dir=tmp_path)
+    assert settings.postgres_dir == tmp_path / "postgres"
+    with pytest.raises(
+        PostgresUnavailable, match=r"no PostgreSQL server is up in .* start it with `gridloop postgres up`"
+    ):
+        settings.event_store_env()
 
 
 def test_an_unknown_setting_in_the_file_is_refused(tmp_path: Path) -> None:
