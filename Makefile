@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= var
 
-.PHONY: run test lint typecheck unit bench clean system-deps kafka-jars
+.PHONY: run test lint typecheck unit bench fuzz clean system-deps kafka-jars
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(VENV)/.installed-run: pyproject.toml
@@ -21,6 +21,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-run
 ## make run: simulate one day of Yuanqu into a fresh embedded store, then serve the API on it (prints the URL
 ## and demo tokens; Ctrl-C stops it). PORT=8311 by default.
 ## make run MODE=kafka: the same day through a local Kafka broker: relay, project from Kafka, board.
+## make run MODE=distributed: the same on PostgreSQL (a local cluster) and the broker (docs/deploy.md).
 MODE ?= embedded
 ifeq ($(MODE),kafka)
 run: $(VENV)/.installed-run kafka-jars
@@ -32,6 +33,18 @@ run: $(VENV)/.installed-run kafka-jars
 	GRIDLOOP_MODE=kafka $(BIN)/gridloop --data-dir $(DATA) project --rebuild all
 	GRIDLOOP_MODE=kafka $(BIN)/gridloop --data-dir $(DATA) board --summary --now 2099-01-01T00:00+08:00
 	@echo "broker left running: $(BIN)/gridloop --data-dir $(DATA) kafka status | down"
+else ifeq ($(MODE),distributed)
+# PostgreSQL runs as the postgres user: DATA must be reachable by it (not under a 0700 home; e.g. DATA=/var/tmp/gl).
+run: $(VENV)/.installed-run kafka-jars
+	$(BIN)/gridloop --data-dir $(DATA) kafka down
+	rm -rf $(DATA)/kafka
+	$(BIN)/gridloop --data-dir $(DATA) kafka up
+	$(BIN)/gridloop --data-dir $(DATA) postgres up
+	GRIDLOOP_MODE=distributed $(BIN)/gridloop --data-dir $(DATA) simulate --preset yuanqu --days 1 --fresh
+	GRIDLOOP_MODE=distributed $(BIN)/gridloop --data-dir $(DATA) relay
+	GRIDLOOP_MODE=distributed $(BIN)/gridloop --data-dir $(DATA) project --rebuild all
+	GRIDLOOP_MODE=distributed $(BIN)/gridloop --data-dir $(DATA) board --summary --now 2099-01-01T00:00+08:00
+	@echo "left running: $(BIN)/gridloop --data-dir $(DATA) postgres status | down, and kafka status | down"
 else
 PORT ?= 8311
 run: $(VENV)/.installed-run
@@ -76,6 +89,23 @@ system-deps:
 # The local broker's jars from Maven Central, cached in ~/.cache/gridloop/kafka (fetched once).
 kafka-jars: $(VENV)/.installed-run system-deps
 	$(BIN)/gridloop kafka fetch
+
+## make fuzz: the fuzz tests with a far larger budget than CI's (docs/fuzzing.md): the command state machine, the
+## Avro decoder and the Kafka worker fed garbage (hypothesis profile "fuzz", FUZZ_PROPERTY_EXAMPLES examples each),
+## then schemathesis over the HTTP API (FUZZ_EXAMPLES requests per operation and mode; CI sends 10). Prints a
+## summary; the whole run is in $(DATA)/fuzz.log, failing examples are kept in .hypothesis/ and replayed first.
+FUZZ_PROPERTY_EXAMPLES ?= 500
+FUZZ_EXAMPLES ?= 40
+fuzz: $(VENV)/.installed-dev
+	@mkdir -p $(DATA)
+	@start=$$(date +%s); \
+	HYPOTHESIS_PROFILE=fuzz GRIDLOOP_FUZZ_PROPERTY_EXAMPLES=$(FUZZ_PROPERTY_EXAMPLES) GRIDLOOP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	  $(BIN)/pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/fuzz tests/api/test_schemathesis.py \
+	  >$(DATA)/fuzz.log 2>&1; status=$$?; \
+	echo "make fuzz: $$(( $$(date +%s) - start )) s, exit $$status (log: $(DATA)/fuzz.log)"; \
+	grep -E '^tests/fuzz/.*::|passing, .* failing|Stopped because|subtests? passed|^[0-9]+ (passed|failed)|^FAILED' \
+	  $(DATA)/fuzz.log | sed -e 's/^  *- /  /'; \
+	exit $$status
 
 ## make bench: each path against the raw library doing the same work (see docs/benchmarks.md).
 bench: $(VENV)/.installed-run

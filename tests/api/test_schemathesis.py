@@ -20,8 +20,10 @@ from structlog.testing import capture_logs
 from tests.api.conftest import Api
 
 FUZZ_EXAMPLES = int(os.environ.get("GRIDLOOP_FUZZ_EXAMPLES", "10"))
-"""Examples per operation and generation mode; `make fuzz` raises it. Generation is derandomized: the same
-examples on every run, so a failure in CI is a failure on a laptop."""
+"""Examples per operation and generation mode; `make fuzz` raises it (FUZZ_EXAMPLES, docs/fuzzing.md)."""
+DERANDOMIZE = os.environ.get("HYPOTHESIS_PROFILE", "ci") != "fuzz"
+"""Derandomized unless fuzzing: the same examples on every CI run, so a failure in CI is a failure on a laptop;
+`make fuzz` (HYPOTHESIS_PROFILE=fuzz) draws new ones each run."""
 
 Logs = list[MutableMapping[str, Any]]
 
@@ -42,7 +44,7 @@ def fuzz(schema: BaseSchema, subtests: pytest.Subtests, *, authenticated: bool) 
 
                 @settings(
                     max_examples=FUZZ_EXAMPLES,
-                    derandomize=True,
+                    derandomize=DERANDOMIZE,
                     database=None,
                     deadline=None,
                     suppress_health_check=list(HealthCheck),
