@@ -109,7 +109,7 @@ fuzz: $(VENV)/.installed-dev
 
 ## make bench: each path against the raw library doing the same work (see docs/benchmarks.md).
 bench: $(VENV)/.installed-run
-	$(BIN)/python -m ops.bench $(if $(QUICK),--quick,)
+	$(BIN)/gridloop bench $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) $(DATA) .mypy_cache .ruff_cache .pytest_cache .hypothesis
