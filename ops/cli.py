@@ -22,7 +22,9 @@ from engine.policies import NO_POLICY
 from ops.analytics_consumer import analytics_group
 from ops.api_cli import serve_command, token_group
 from ops.audit import audit_group
+from ops.bench.cli import bench_command
 from ops.callbacks_cli import callbacks_command
+from ops.chaos import chaos_command
 from ops.cli_support import LOCAL, fail_cleanly, local_time, out, parse_now, plain, runtime
 from ops.config import Settings, load_settings
 from ops.distributed import SUPERVISE, elected
@@ -492,3 +494,5 @@ main.add_command(callbacks_command)
 main.add_command(notify_command)
 main.add_command(relay_command)
 main.add_command(postgres_group)
+main.add_command(bench_command)
+main.add_command(chaos_command)
