@@ -61,10 +61,10 @@ class LogCheck:
         )
 
 
-def read_topics(bootstrap: str, topics: Iterable[str]) -> list[Record]:
-    """Every committed record of ``topics`` from the beginning to the last stable offset (read-committed)."""
+def read_topics(bootstrap: str, topics: Iterable[str], isolation: str = "read_committed") -> list[Record]:
+    """Every record of ``topics`` from the beginning to the end (read-committed: the last stable offset)."""
     consumer = KafkaConsumer(
-        **client_config(bootstrap, isolation_level="read_committed", enable_auto_commit=False, group_id=None)
+        **client_config(bootstrap, isolation_level=isolation, enable_auto_commit=False, group_id=None)
     )
     try:
         partitions = [

@@ -28,7 +28,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from engine import codec
 from engine.kafka import read_committed_consumer
 from engine.relay import Relay
 from ops.bench import sample_events
@@ -46,6 +45,7 @@ from ops.bench.kafka import (
     _nothing_committed,
     _Recording,
     bench_broker,
+    decode_to_ends,
 )
 from ops.bench.postgres import bench_postgres
 from ops.kafka_broker import Broker
@@ -363,14 +363,7 @@ class _Bench:
             self.kafka.fill(topics, self.records)
             meter = _Meter([os.getpid()], self.postgres_pid, self.broker_pid)
             started = time.monotonic()
-            assigned = list(consumer.assignment())
-            ends = consumer.end_offsets(assigned)
-            read = 0
-            while any(consumer.position(tp) < ends[tp] for tp in assigned):
-                for messages in consumer.poll(timeout_ms=200, max_records=POLL_RECORDS).values():
-                    for message in messages:
-                        codec.decode(message.value)
-                    read += len(messages)
+            read = decode_to_ends(consumer)
             seconds = time.monotonic() - started
             usage = meter.stop(seconds)
         finally:

@@ -15,20 +15,20 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from time import monotonic
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from engine import codec
 from engine.application import Gridloop
 from engine.clock import ManualClock
 from engine.commands import ReportCase
-from engine.kafka import POSITION, RECORD_HEADERS, Record, Topics, client_config, read_tails, to_record
+from engine.kafka import POSITION, RECORD_HEADERS, Record, Topics, client_config, read_tails
 from engine.relay import position_of
+from ops.chaos_checks import read_topics as read_topics  # the fault trials' reader: tests and trials read alike
 from ops.config import Settings, load_settings
 from ops.presets import load_preset
 from ops.simulator import simulate
@@ -196,29 +196,6 @@ class Deployment:
 
 
 # -- the log read back from Kafka -----------------------------------------------------------------
-
-
-def read_topics(bootstrap: str, topics: Iterable[str], isolation: str = "read_committed") -> list[Record]:
-    """Every record of ``topics`` from the beginning to the end (read-committed: the last stable offset)."""
-    consumer = KafkaConsumer(
-        **client_config(bootstrap, isolation_level=isolation, enable_auto_commit=False, group_id=None)
-    )
-    try:
-        partitions = [
-            TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        ends: dict[TopicPartition, int] = consumer.end_offsets(partitions)
-        records: list[Record] = []
-        deadline = monotonic() + HANG_GUARD
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            assert monotonic() < deadline, f"reading {list(topics)} did not reach their ends {ends}"
-            for tp, messages in consumer.poll(timeout_ms=500, max_records=10_000).items():
-                records.extend(to_record(m) for m in messages if m.offset < ends[tp])
-        return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
-    finally:
-        consumer.close()
 
 
 def committed_position(bootstrap: str, topics: Topics) -> int:
