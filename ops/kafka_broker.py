@@ -411,14 +411,22 @@ class ExternalBroker:
 # -- topics ---------------------------------------------------------------------------------
 
 
+TOPIC_CONFIGS = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""Set on every topic gridloop creates: keep every record, whatever the broker's default retention."""
+
+
 def create_topics(broker: Broker, names: Sequence[str], partitions: int, replication: int) -> list[str]:
-    """Create the topics that do not exist yet and return them; existing topics are left as they are."""
+    """Create the topics that do not exist yet and return them; existing topics are left as they are.
+
+    Each is created with ``TOPIC_CONFIGS``: gridloop's topics are a log, not a buffer. A broker's default
+    retention (seven days in stock Kafka) would delete the events a rebuild from offset 0 needs, and the
+    dead letters an operator has not looked at yet."""
     with _admin(broker.bootstrap, timeout=30.0) as admin:
         existing = set(admin.list_topics())
         wanted = [name for name in dict.fromkeys(names) if name not in existing]
         if not wanted:
             return []
-        spec = {"num_partitions": partitions, "replication_factor": replication}
+        spec = {"num_partitions": partitions, "replication_factor": replication, "configs": dict(TOPIC_CONFIGS)}
         response = admin.create_topics({name: spec for name in wanted}, raise_errors=False)
         created, refused = [], []
         for topic in response["topics"]:

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, KafkaAdminClient
 
 from ops.config import Settings, load_settings
 from ops.kafka_broker import (
+    TOPIC_CONFIGS,
     Broker,
     BrokerUnavailable,
     ExternalBroker,
@@ -94,6 +96,23 @@ def test_creating_topics_again_creates_only_the_missing_ones_and_leaves_the_othe
     assert create_topics(kafka_broker, [grid, worker, worker], partitions=4, replication=1) == [worker]
     assert create_topics(kafka_broker, [grid, worker], partitions=4, replication=1) == []
     assert (partition_count(kafka_broker.bootstrap, grid), partition_count(kafka_broker.bootstrap, worker)) == (2, 4)
+
+
+def test_created_topics_keep_every_record_whatever_the_brokers_default_retention(
+    kafka_broker: Broker, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}.retention"
+    create_topics(kafka_broker, [topic], partitions=1, replication=1)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap.split(","), client_id="test-retention")
+    try:
+        described = admin.describe_configs([ConfigResource("TOPIC", topic, ["retention.ms", "retention.bytes"])])
+    finally:
+        admin.close()
+    [entries] = described["topic"].values()
+    # Set on the topic itself (the local broker's own default is already "keep forever"; an operator's may not be).
+    assert {key: (entries[key]["value"], entries[key]["config_source"]) for key in TOPIC_CONFIGS} == {
+        key: (value, "DYNAMIC_TOPIC_CONFIG") for key, value in TOPIC_CONFIGS.items()
+    }
 
 
 def test_a_topic_the_cluster_cannot_replicate_is_refused_with_the_brokers_reason(
