@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -53,6 +53,9 @@ CASE_METHODS: dict[type[c.CaseCommand], str] = {
 
 _ENVELOPE = frozenset({"command_id", "actor", "occurred_at", "case_id"})
 
+_command_reads: ContextVar[dict[UUID, int] | None] = ContextVar("gridloop_command_reads", default=None)
+"""While a command runs: the references it read from the cache, by id and version (checked when it is recorded)."""
+
 MAX_ATTEMPTS = 8
 """How often a command is retried when another writer changed the same aggregate first."""
 
@@ -97,6 +100,8 @@ class Gridloop(Application[UUID]):
         self.catalogue = catalogue or default_catalogue()
         self.calendar = calendar or china_calendar()
         self.intake = Intake(self, admission or AdmissionCatalogue.load(), services or ServiceItems.load())
+        self._grids: dict[str, Grid] = {}
+        """Grids as commands last read them, by code: shared, never changed in place (see ``grid``)."""
         self._handlers: dict[type[c.Command], Handler] = {
             c.ReportCase: self._report,
             c.ReportFinding: self._report_finding,
@@ -133,9 +138,20 @@ class Gridloop(Application[UUID]):
         return open_recorder(self.factory, self.mapper)
 
     def save(self, *objs: Any, tracking: Tracking | None = None, **kwargs: Any) -> list[Recording[UUID]]:
-        """Record the aggregates' new events, with a process manager's ``tracking`` in the same transaction."""
+        """Record the aggregates' new events, with a process manager's ``tracking`` in the same transaction.
+
+        ``unchanged`` (id, version) pairs are aggregates the events were decided on: the store refuses the
+        batch (StaleRead) if any has moved on. Aggregates are collected directly: the library's
+        ``collect_events`` asks runtime-checkable Protocols, two slow ``isinstance`` checks per object.
+        """
         processing = ProcessingEvent[UUID](tracking)
-        processing.collect_events(*objs, **kwargs)
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                processing.events.extend(obj.collect_events())
+                processing.aggregates[obj.id] = obj
+            else:
+                processing.collect_events(obj)
+        processing.saved_kwargs.update(kwargs)
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)
@@ -150,15 +166,13 @@ class Gridloop(Application[UUID]):
             raise InvalidCommand("command_id", "is empty", "a client-chosen unique id")
         if not command.actor.strip():
             raise InvalidCommand("actor", "is empty", "the operator, worker or policy issuing the command")
-        for field in dataclasses.fields(command):
-            value = getattr(command, field.name)
+        for name in c.field_names(type(command)):
+            value = getattr(command, name)
             if isinstance(value, datetime) and value.tzinfo is None:
-                raise InvalidCommand(
-                    field.name, "has no UTC offset", "a timezone-aware time, e.g. 2026-11-23T09:30+08:00"
-                )
+                raise InvalidCommand(name, "has no UTC offset", "a timezone-aware time, e.g. 2026-11-23T09:30+08:00")
             if isinstance(value, datetime) and not EARLIEST_YEAR <= value.year < LATEST_YEAR:
                 # Far-off times overflow when turned to UTC or moved by working time: refuse them here.
-                raise InvalidCommand(field.name, f"{value.isoformat()} is out of range",
+                raise InvalidCommand(name, f"{value.isoformat()} is out of range",
                                      f"a time in the years {EARLIEST_YEAR} to {LATEST_YEAR - 1}")  # fmt: skip
         handler = self._handlers[type(command)]
         fingerprint = command.fingerprint()
@@ -173,6 +187,7 @@ class Gridloop(Application[UUID]):
                     raise
                 return self._repeat(command, first, fingerprint)
             except IntegrityError:
+                self._grids.clear()  # a reference it read may have moved on (StaleRead): read them again
                 first = self._receipt(command.command_id)
                 if first is not None:
                     return self._repeat(command, first, fingerprint)
@@ -184,16 +199,23 @@ class Gridloop(Application[UUID]):
         self, command: c.Command, handler: Handler, fingerprint: str, tracking: Tracking | None
     ) -> CommandResult:
         occurred_at = self._occurred_at(command, self.clock.now())
-        with recording_time(self.clock.now):
-            aggregate_id, changed = handler(command, occurred_at)
-            receipt = CommandReceipt(
-                command_id=command.command_id,
-                command=command.name,
-                fingerprint=fingerprint,
-                aggregate_id=aggregate_id,
-                occurred_at=occurred_at,
-            )
-            recordings = self.save(*changed, receipt, tracking=tracking)
+        reads: dict[UUID, int] = {}
+        token = _command_reads.set(reads)
+        try:
+            with recording_time(self.clock.now):
+                aggregate_id, changed = handler(command, occurred_at)
+                receipt = CommandReceipt(
+                    command_id=command.command_id,
+                    command=command.name,
+                    fingerprint=fingerprint,
+                    aggregate_id=aggregate_id,
+                    occurred_at=occurred_at,
+                )
+                for aggregate in changed:  # what it changes is checked by its own version already
+                    reads.pop(aggregate.id, None)
+                recordings = self.save(*changed, receipt, tracking=tracking, unchanged=tuple(reads.items()))
+        finally:
+            _command_reads.reset(token)
         events = tuple(type(r.domain_event).__name__ for r in recordings[:-1])
         return CommandResult(command.command_id, aggregate_id, recordings[-1].notification.id, events)
 
@@ -273,6 +295,21 @@ class Gridloop(Application[UUID]):
         return self._get("grid", grid_id, str(grid_id), Grid).code
 
     def grid(self, code: str) -> Grid:
+        """A grid to read. Within a command, from a cache: the command is recorded only if the grid has no
+        newer event by then (checked under the store's write lock), else it is run again on a fresh read.
+        A command that changes a grid loads it with ``_grid_to_change``."""
+        reads = _command_reads.get()
+        if reads is None:
+            return self._grid_to_change(code)
+        grid = self._grids.get(code)
+        if grid is None:
+            grid = self._grids[code] = self._grid_to_change(code)
+        reads[grid.id] = grid.version
+        return grid
+
+    def _grid_to_change(self, code: str) -> Grid:
+        """The grid loaded from the store, not shared with the cache."""
+        self._grids.pop(code, None)
         return self._get("grid", name_id("grid", code), code, Grid)
 
     def worker(self, code: str) -> Worker:
@@ -291,7 +328,7 @@ class Gridloop(Application[UUID]):
 
         def handle(command: c.CaseCommand, occurred_at: datetime) -> tuple[UUID, list[Aggregate]]:
             order = self._case_at(command.case_id, occurred_at)
-            fields = {f.name: getattr(command, f.name) for f in dataclasses.fields(command) if f.name not in _ENVELOPE}
+            fields = {name: getattr(command, name) for name in c.field_names(type(command)) if name not in _ENVELOPE}
             getattr(order, method)(**fields, occurred_at=occurred_at, actor=command.actor)
             return order.id, [order]
 
@@ -446,13 +483,13 @@ class Gridloop(Application[UUID]):
         return grid.id, [grid]
 
     def _redraw_grid(self, m: c.RedrawGrid, t: datetime) -> tuple[UUID, list[Aggregate]]:
-        grid = self.grid(m.code)
+        grid = self._grid_to_change(m.code)
         check_boundary(m.boundary)
         grid.redraw(households=m.households, boundary=m.boundary, reason=m.reason, occurred_at=t)
         return grid.id, [grid]
 
     def _retire_grid(self, m: c.RetireGrid, t: datetime) -> tuple[UUID, list[Aggregate]]:
-        grid = self.grid(m.code)
+        grid = self._grid_to_change(m.code)
         for successor in m.successors:
             self.grid(successor)
         if not m.reason.strip():
@@ -461,7 +498,7 @@ class Gridloop(Application[UUID]):
         return grid.id, [grid]
 
     def _assign_staff(self, m: c.AssignStaff, t: datetime) -> tuple[UUID, list[Aggregate]]:
-        grid = self.grid(m.grid)
+        grid = self._grid_to_change(m.grid)
         self.worker(m.worker)
         grid.assign_staff(role=m.role, worker=m.worker, occurred_at=t)
         return grid.id, [grid]

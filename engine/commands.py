@@ -22,9 +22,25 @@ class Command:
 
     def fingerprint(self) -> str:
         """A digest of everything but the command id: the same id must mean the same command."""
-        fields = {f.name: _canonical(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "command_id"}
-        text = json.dumps([self.name, fields], sort_keys=True, default=str, ensure_ascii=False)
+        fields = {name: _canonical(getattr(self, name)) for name in field_names(type(self)) if name != "command_id"}
+        text = _fingerprint_json([self.name, fields])
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def field_names(command: type[Command]) -> tuple[str, ...]:
+    """The command class's field names, in order (``dataclasses.fields`` walks the class on every call)."""
+    names = _field_names.get(command)
+    if names is None:
+        names = _field_names[command] = tuple(f.name for f in dataclasses.fields(command))
+    return names
+
+
+_field_names: dict[type[Command], tuple[str, ...]] = {}
+
+
+_fingerprint_json = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
+"""What ``json.dumps(..., sort_keys=True, default=str, ensure_ascii=False)`` writes, with one encoder for all:
+stored receipts' fingerprints were taken with it, so the text must stay byte for byte the same."""
 
 
 @dataclass(frozen=True, kw_only=True)

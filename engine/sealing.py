@@ -11,7 +11,14 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory, Mapper, Notification, StoredEvent
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    InfrastructureFactory,
+    IntegrityError,
+    Mapper,
+    Notification,
+    StoredEvent,
+)
 from eventsourcing.sqlite import SQLiteCursor, SQLiteFactory, SQLiteProcessRecorder
 
 from engine import seal
@@ -35,6 +42,15 @@ SealedRecorder: TypeAlias = "SealingSQLiteRecorder | SealingPostgresRecorder"
 
 class SealingError(GridloopError):
     """The event store cannot seal what it is asked to record, or was altered where sealing meets it."""
+
+
+class StaleRead(IntegrityError):
+    """An aggregate a command read (and did not change) got a newer event before the command's own were
+    recorded: the command decided on a state that is gone, so nothing is written and it is tried again."""
+
+
+Versions: TypeAlias = "Sequence[tuple[UUID, int]]"
+"""Aggregates a command read, by id and the version it saw (``unchanged=`` of ``insert_events``)."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +235,7 @@ class SealingSQLiteRecorder(Sealing, SQLiteProcessRecorder):
             content_of(stored)
         positions = super()._insert_events(c, stored_events, **kwargs)
         assert positions is not None  # the application recorder returns the rowids
+        self._check_unchanged(c, kwargs.get("unchanged", ()))  # after the insert: under the write lock
         if stored_events:
             self._seal(c, stored_events, positions)
         return positions
@@ -281,6 +298,21 @@ class SealingSQLiteRecorder(Sealing, SQLiteProcessRecorder):
             )
             for row in c.fetchall()
         ]
+
+    def _check_unchanged(self, c: SQLiteCursor, unchanged: Versions) -> None:
+        """Refuse the batch (StaleRead) if an aggregate it was decided on has an event after the version read.
+
+        Called after the batch's own insert, under the store's write lock, so no writer can slip in between
+        this check and the commit: a command may read a reference (a grid) from a cache and still be
+        recorded only against its current state.
+        """
+        for originator_id, version in unchanged:
+            c.execute(
+                f"SELECT 1 FROM {self.events_table_name} WHERE originator_id=? AND originator_version>? LIMIT 1",  # noqa: S608
+                (originator_id.hex, version),
+            )
+            if c.fetchone() is not None:
+                raise StaleRead(f"{originator_id} has events after version {version}")
 
     def _seal_hash(self, c: SQLiteCursor, originator_id: UUID, version: int) -> bytes | None:
         # Through the event's own primary key to its position: no second index to write on every insert.

@@ -11,11 +11,20 @@ import psycopg
 from eventsourcing.persistence import Notification, OperationalError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory, PostgresProcessRecorder
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from engine.seal import Checkpoint, Seal
-from engine.sealing import CHECKPOINT_TABLE, SEAL_TABLE, SKIPPED_TABLE, Sealing, SealingError, content_of
+from engine.sealing import (
+    CHECKPOINT_TABLE,
+    SEAL_TABLE,
+    SKIPPED_TABLE,
+    Sealing,
+    SealingError,
+    StaleRead,
+    Versions,
+    content_of,
+)
 
 
 class SealingPostgresRecorder(Sealing, PostgresProcessRecorder):
@@ -88,18 +97,51 @@ class SealingPostgresRecorder(Sealing, PostgresProcessRecorder):
         positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         assert positions is not None  # the application recorder returns the notification ids
         try:
+            asked = self._ask_unchanged(curs, kwargs.get("unchanged", ()))
             self._seal(curs, stored_events, positions)
+            if asked is not None:
+                self._refuse_stale(asked)
         except psycopg.Error:
             raise  # the server has failed the transaction already
         except BaseException as exc:
             # The library holds an exception back until its transaction block has ended, and that block
             # commits: fail the transaction in the server first, so the events are not committed unsealed.
+            # The server's error is what the caller sees: a stale read is a conflict like any other (the
+            # library's IntegrityError, so the command is run again on a fresh read), anything else an error.
             reason = str(exc) if isinstance(exc, SealingError) else f"{type(exc).__name__}: {exc}"
+            code = "unique_violation" if isinstance(exc, StaleRead) else "raise_exception"
             with contextlib.suppress(psycopg.Error):
-                abort = SQL("DO $$ BEGIN RAISE EXCEPTION {}; END $$").format(Literal(reason.replace("$", "")))
+                abort = SQL("DO $$ BEGIN RAISE EXCEPTION USING MESSAGE = {}, ERRCODE = {}; END $$").format(
+                    Literal(reason.replace("$", "")), Literal(code)
+                )
                 curs.execute(abort)
             raise
         return positions
+
+    def _ask_unchanged(self, c: Cursor[DictRow], unchanged: Versions) -> Cursor[DictRow] | None:
+        """Ask, under the insert lock, whether an aggregate the batch was decided on has an event after the
+        version read; answered by ``_refuse_stale``. Pipelined: the answer comes back with the seal's
+        first read, not in a round trip of its own."""
+        if not unchanged:
+            return None
+        asked = c.connection.cursor(row_factory=dict_row)
+        asked.execute(
+            SQL(
+                "SELECT e.originator_id, r.version FROM {} e JOIN unnest(%s::uuid[], %s::bigint[]) AS r(id, version) "
+                "ON e.originator_id = r.id AND e.originator_version > r.version LIMIT 1"
+            ).format(self.events),
+            ([originator_id for originator_id, _ in unchanged], [version for _, version in unchanged]),
+            prepare=True,
+        )
+        return asked
+
+    @staticmethod
+    def _refuse_stale(asked: Cursor[DictRow]) -> None:
+        """Refuse the batch (StaleRead) if ``_ask_unchanged`` found a newer event."""
+        with asked:
+            row = asked.fetchone()
+        if row is not None:
+            raise StaleRead(f"{row['originator_id']} has events after version {row['version']}")
 
     def _seal_hash(self, c: Cursor[DictRow], originator_id: UUID, version: int) -> bytes | None:
         # Through the event's own primary key to its position: no second index to write on every insert.
