@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.dispatch import singledispatchmethod
 
@@ -132,15 +132,18 @@ class KpiFacts(Projection):
     @process_event.register(event_class(WorkOrder, "Reported"))
     def _reported(self, event: Any, position: int, cursor: Cursor) -> None:
         limit = self._catalogue.step_limit("dispatch", self._tier(event.category))
+        case_id = str(event.originator_id)
         cursor.execute(
             "INSERT INTO kpi_case (case_id, grid, category, source, reporter, reported_at, reported_day, dispatch_due) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                str(event.originator_id), event.grid, event.category, event.source, event.reporter or event.actor,
+                case_id, event.grid, event.category, event.source, event.reporter or event.actor,
                 iso(event.occurred_at), local_day(event.occurred_at),
                 iso(self._calendar.add(event.occurred_at, limit)),
             ),
         )  # fmt: skip
+        if (memo := self.memo(cursor)) is not None:
+            memo[case_id] = (event.grid, event.category)
 
     @process_event.register(event_class(WorkOrder, "Registered"))
     def _registered(self, event: Any, position: int, cursor: Cursor) -> None:
@@ -148,10 +151,12 @@ class KpiFacts(Projection):
             event, cursor, "decided = 'registered', registered_day = :day, category = :category",
             category=event.category,
         )  # fmt: skip
+        self._category_changed(event, cursor)
 
     @process_event.register(event_class(WorkOrder, "Recategorised"))
     def _recategorised(self, event: Any, position: int, cursor: Cursor) -> None:
         self._case(event, cursor, "category = :category", category=event.category)
+        self._category_changed(event, cursor)
 
     @process_event.register(event_class(WorkOrder, "Rejected"))
     def _rejected(self, event: Any, position: int, cursor: Cursor) -> None:
@@ -182,8 +187,7 @@ class KpiFacts(Projection):
 
     def _assign(self, event: Any, cursor: Cursor, unit: str, worker: str, deadline: datetime) -> None:
         case_id, seq, at = str(event.originator_id), event.originator_version, event.occurred_at
-        cursor.execute("SELECT grid, category FROM kpi_case WHERE case_id = ?", (case_id,))
-        row = cursor.fetchone()
+        row = self._grid_and_category(case_id, cursor)
         if row is None:
             raise LookupError(f"kpi_case has no case {case_id}: its Reported event was never applied")
         accept_due = self._calendar.add(at, self._catalogue.step_limit("accept", self._tier(row[1])))
@@ -243,9 +247,8 @@ class KpiFacts(Projection):
 
     @process_event.register(event_class(WorkOrder, "HandlingReported"))
     def _handling_reported(self, event: Any, position: int, cursor: Cursor) -> None:
-        cursor.execute("SELECT category FROM kpi_case WHERE case_id = ?", (str(event.originator_id),))
-        row = cursor.fetchone()
-        tier = self._tier(row[0] if row else "")
+        row = self._grid_and_category(str(event.originator_id), cursor)
+        tier = self._tier(row[1] if row else "")
         verify_due = self._calendar.add(event.occurred_at, self._catalogue.step_limit("verify", tier))
         changes = "outcome = 'handled', handled_at = :at, handled_day = :day, verify_due = :verify_due"
         self._assignment(event, cursor, changes, held=True, verify_due=iso(verify_due))
@@ -302,6 +305,29 @@ class KpiFacts(Projection):
         self._found(event, cursor, "kpi_case")
 
     # -- writing --------------------------------------------------------------------------
+
+    def _grid_and_category(self, case_id: str, cursor: Cursor) -> tuple[str, str] | None:
+        """The case's grid and category (None for a case never reported), from the batch's memo if it has them.
+
+        Only the case's Reported, Registered and Recategorised write either, and each keeps the memo (if the
+        batch has one, TransactionMemo) as it writes them: what it holds is what the row holds.
+        """
+        memo = self.memo(cursor)
+        if memo is not None and case_id in memo:
+            return cast(tuple[str, str], memo[case_id])
+        cursor.execute("SELECT grid, category FROM kpi_case WHERE case_id = ?", (case_id,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        if memo is not None:
+            memo[case_id] = (row[0], row[1])
+        return row[0], row[1]
+
+    def _category_changed(self, event: Any, cursor: Cursor) -> None:
+        memo = self.memo(cursor)
+        case_id = str(event.originator_id)
+        if memo is not None and case_id in memo:
+            memo[case_id] = (memo[case_id][0], event.category)
 
     def _tier(self, category: str) -> str:
         known = self._catalogue.categories.get(category)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.dispatch import singledispatchmethod
@@ -83,74 +83,93 @@ class NotificationOutbox(Projection):
     def _reported(self, event: Any, position: int, cursor: Cursor) -> None:
         if event.source not in RESIDENT_SOURCES:
             return  # no resident behind a patrol finding, a department's task or a sensor alarm
+        case_id = str(event.originator_id)
+        case = (short_id(event.originator_id), event.reporter or event.actor, event.source)
         cursor.execute(
-            "INSERT INTO notification_case (case_id, short_id, recipient, source) VALUES (?, ?, ?, ?)",
-            (str(event.originator_id), short_id(event.originator_id), event.reporter or event.actor, event.source),
+            "INSERT INTO notification_case (case_id, short_id, recipient, source) VALUES (?, ?, ?, ?)", (case_id, *case)
         )
+        if (memo := self.memo(cursor)) is not None:
+            memo[case_id] = case
 
     @process_event.register(event_class(WorkOrder, "Registered"))
     def _registered(self, event: Any, position: int, cursor: Cursor) -> None:
-        _notify(event, position, cursor, Status.REGISTERED)
+        self._notify(event, position, cursor, Status.REGISTERED)
 
     @process_event.register(event_class(WorkOrder, "Rejected"))
     def _rejected(self, event: Any, position: int, cursor: Cursor) -> None:
-        _notify(event, position, cursor, Status.REJECTED, reason=event.reason)
+        self._notify(event, position, cursor, Status.REJECTED, reason=event.reason)
 
     @process_event.register(event_class(WorkOrder, "Merged"))
     def _merged(self, event: Any, position: int, cursor: Cursor) -> None:
-        _notify(event, position, cursor, Status.MERGED)
+        self._notify(event, position, cursor, Status.MERGED)
 
     @process_event.register(event_class(WorkOrder, "Dispatched"))
     def _dispatched(self, event: Any, position: int, cursor: Cursor) -> None:
-        _notify(event, position, cursor, Status.DISPATCHED)
+        self._notify(event, position, cursor, Status.DISPATCHED)
 
     @process_event.register(event_class(WorkOrder, "HandedOver"))
     def _handed_over(self, event: Any, position: int, cursor: Cursor) -> None:
         if event.stage == HAND_OVER_PROCESSING:  # the hand-back is the offices' business, not news to the resident
-            _notify(event, position, cursor, Status.DISPATCHED, key="handed_over")
+            self._notify(event, position, cursor, Status.DISPATCHED, key="handed_over")
 
     @process_event.register(event_class(WorkOrder, "Suspended"))
     def _suspended(self, event: Any, position: int, cursor: Cursor) -> None:
-        _notify(event, position, cursor, Status.SUSPENDED, reason=event.reason)
+        self._notify(event, position, cursor, Status.SUSPENDED, reason=event.reason)
 
     @process_event.register(event_class(WorkOrder, "Resumed"))
     def _resumed(self, event: Any, position: int, cursor: Cursor) -> None:
-        _notify(event, position, cursor, "resumed")
+        self._notify(event, position, cursor, "resumed")
 
     @process_event.register(event_class(WorkOrder, "HandlingReported"))
     def _handled(self, event: Any, position: int, cursor: Cursor) -> None:
-        _notify(event, position, cursor, Status.HANDLED)
+        self._notify(event, position, cursor, Status.HANDLED)
 
     @process_event.register(event_class(WorkOrder, "Verified"))
     def _verified(self, event: Any, position: int, cursor: Cursor) -> None:
         if event.passed:  # a failed verification is the desk's rework, told when it is handled again
-            _notify(event, position, cursor, Status.CLOSED)
+            self._notify(event, position, cursor, Status.CLOSED)
 
     @process_event.register(event_class(WorkOrder, "CalledBack"))
     def _called_back(self, event: Any, position: int, cursor: Cursor) -> None:
-        _notify(event, position, cursor, Status.EVALUATED if event.fixed else Status.REOPENED)
+        self._notify(event, position, cursor, Status.EVALUATED if event.fixed else Status.REOPENED)
 
     @process_event.register(event_class(WorkOrder, "Reopened"))
     def _reopened(self, event: Any, position: int, cursor: Cursor) -> None:
-        _notify(event, position, cursor, Status.REOPENED)
+        self._notify(event, position, cursor, Status.REOPENED)
 
+    def _notify(
+        self, event: Any, position: int, cursor: Cursor, status: str, *, key: str = "", reason: str = ""
+    ) -> None:
+        """One outbox row for a resident's case (nothing for the others): the message of ``key`` (default: status)."""
+        case_id = str(event.originator_id)
+        case = self._case(case_id, cursor)
+        if case is None:
+            return
+        message = MESSAGES[key or status].format(short=case[0], reason=reason.strip().rstrip("。.") or "—")
+        cursor.execute(
+            "INSERT INTO notification_outbox (notification_id, case_id, version, position, event_type, status, "
+            "recipient, source, message, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                f"{case_id}:{event.originator_version}", case_id, event.originator_version, position,
+                type(event).__name__, str(status), case[1], case[2], message, iso(event.occurred_at),
+            ),
+        )  # fmt: skip
 
-def _notify(event: Any, position: int, cursor: Cursor, status: str, *, key: str = "", reason: str = "") -> None:
-    """One outbox row for a resident's case (nothing for the others): the message of ``key`` (default: status)."""
-    case_id = str(event.originator_id)
-    cursor.execute("SELECT short_id, recipient, source FROM notification_case WHERE case_id = ?", (case_id,))
-    row = cursor.fetchone()
-    if row is None:
-        return
-    message = MESSAGES[key or status].format(short=row[0], reason=reason.strip().rstrip("。.") or "—")
-    cursor.execute(
-        "INSERT INTO notification_outbox (notification_id, case_id, version, position, event_type, status, "
-        "recipient, source, message, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            f"{case_id}:{event.originator_version}", case_id, event.originator_version, position,
-            type(event).__name__, str(status), row[1], row[2], message, iso(event.occurred_at),
-        ),
-    )  # fmt: skip
+    def _case(self, case_id: str, cursor: Cursor) -> tuple[str, str, str] | None:
+        """The resident's case (short id, recipient, source); None for a case with no resident behind it.
+
+        A notification_case row never changes once written: what this batch read or wrote of it, absent rows
+        too, is kept in its memo (TransactionMemo), and the case's later events in the batch read nothing.
+        """
+        memo = self.memo(cursor)
+        if memo is not None and case_id in memo:
+            return cast(tuple[str, str, str] | None, memo[case_id])
+        cursor.execute("SELECT short_id, recipient, source FROM notification_case WHERE case_id = ?", (case_id,))
+        row = cursor.fetchone()
+        case = (row[0], row[1], row[2]) if row is not None else None
+        if memo is not None:
+            memo[case_id] = case
+        return case
 
 
 def notification(row: Any) -> Notification:

@@ -11,7 +11,7 @@ from uuid import UUID
 import structlog
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Notification
 
-from projections.projection import Projection, chosen, routes
+from projections.projection import Projection, chosen, remembering, routes
 from projections.store import Views
 
 log = structlog.get_logger()
@@ -135,7 +135,8 @@ class EmbeddedRunner:
         # The write lock first, then the positions: another runner (in this process or another) may
         # have applied batches or cleared a view since this one last looked, and until this
         # transaction ends nobody else can.
-        with self._store.transaction() as cursor:
+        # The views' memos (TransactionMemo) live as long as this transaction: it rolls back whole or commits.
+        with self._store.transaction() as cursor, remembering(self._projections, cursor):
             positions = self._store.positions(list(self._positions), cursor)
             start = min(positions.values()) + 1
             # Where the log ends, fixed first: the store commits one writer at a time, so every position up

@@ -152,18 +152,23 @@ class CaseAccountability(Projection):
         if step.event == "Reported":
             self._reported(event, case_id, step, cursor)
             return
-        cursor.execute("SELECT * FROM accountability_case WHERE case_id = ?", (case_id,))
-        row = cursor.fetchone()
-        if row is None or not row["known"]:
-            _orphan(case_id, row, step, cursor)
-            return
-        case = _Case.of(row)
+        memo = self.memo(cursor)
+        case = memo.pop(case_id, None) if memo is not None else None
+        if case is None:
+            cursor.execute("SELECT * FROM accountability_case WHERE case_id = ?", (case_id,))
+            row = cursor.fetchone()
+            if row is None or not row["known"]:
+                _orphan(case_id, row, step, cursor)
+                return
+            case = _Case.of(row)
         _move(case, event)
         _hand_over(case, accountable_party(*_rule_inputs(case)), step, cursor)
         case.events += 1
         case.last_at = max(case.last_at, step.at)
         case.position = position
         cursor.execute(_UPDATE_CASE, case.params())
+        if memo is not None:
+            memo[case_id] = case  # the row as just written: the case's next event in this batch need not read it
 
     def _reported(self, event: Any, case_id: str, step: _Step, cursor: Cursor) -> None:
         """上报: the case's row; the desk it was reported to holds it from the moment it was reported."""
@@ -176,6 +181,8 @@ class CaseAccountability(Projection):
         if cursor.fetchone() is not None:
             _hand_over(case, accountable_party(*_rule_inputs(case)), step, cursor)
             cursor.execute(_UPDATE_CASE, case.params())
+            if (memo := self.memo(cursor)) is not None:
+                memo[case_id] = case
 
     # Every work-order event can move the case or its assignee: one overload serves them all.
     for _name in event_names():
