@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.partitioner.default import murmur2
 
 from engine.codec import AGGREGATES
 from engine.errors import GridloopError
@@ -58,7 +58,36 @@ class Topics:
 
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition of a keyed record: the Java client's default (murmur2), so every client agrees."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+_WORDS = struct.Struct("<I").iter_unpack
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's ``Utils.murmur2``, unsigned), a word at a time.
+
+    The same function as kafka-python's, which reads the key a byte at a time: the relay hashes every
+    record's key, and this takes half the time (tests compare the two on random keys).
+    """
+    length = len(data)
+    whole = length & ~3
+    h = 0x9747B28C ^ length
+    for (k,) in _WORDS(data[:whole]):
+        k = (k * _M) & _MASK
+        k = ((k ^ (k >> 24)) * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    extra = length & 3
+    if extra:
+        if extra == 3:
+            h ^= data[whole + 2] << 16
+        if extra >= 2:
+            h ^= data[whole + 1] << 8
+        h = ((h ^ data[whole]) * _M) & _MASK
+    h = ((h ^ (h >> 13)) * _M) & _MASK
+    return h ^ (h >> 15)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,10 @@ def store_of(app_class: type[Application[UUID]], env: Mapping[str, str]) -> Appl
     return app_class({**env, "CREATE_TABLE": "n"})
 
 
+PLACED_KEYS = 100_000
+"""How many keys' partitions a builder remembers (then it forgets them all and starts again)."""
+
+
 class _Builder:
     """Turns notifications into the relay's records; the same code in the relay and in its builder process.
 
@@ -103,6 +107,9 @@ class _Builder:
         self._partitions = partitions
         # Per event class: topic and the two headers that depend on the class alone.
         self._by_class: dict[type[Any], tuple[str, bytes, bytes]] = {}
+        # Per (topic, key): its partition. An aggregate's events follow each other, and hashing a key is
+        # a tenth of a record's building; a topic's partition count is read once per relay anyway.
+        self._placed: dict[tuple[str, bytes], int] = {}
 
     def build(self, notifications: Sequence[Notification]) -> list[Outgoing]:
         """The records of consecutive notifications, with their seals."""
@@ -145,7 +152,15 @@ class _Builder:
         if checkpoint is not None:
             headers = (*headers, (CHECKPOINT, checkpoint))
         value = codec.encode(event)
-        return topic, partition_of(key, self._partitions(topic)), key, value, headers, notification.id
+        return topic, self._partition(topic, key), key, value, headers, notification.id
+
+    def _partition(self, topic: str, key: bytes) -> int:
+        placed = self._placed.get((topic, key))
+        if placed is None:
+            if len(self._placed) >= PLACED_KEYS:
+                self._placed.clear()
+            placed = self._placed[(topic, key)] = partition_of(key, self._partitions(topic))
+        return placed
 
 
 class _MissingPartitions(Exception):
@@ -239,6 +254,11 @@ class _Ahead:
             self.close()
             raise RuntimeError(f"the relay's builder process could not open the event store: {failed}")
 
+    @property
+    def busy(self) -> bool:
+        """Whether a batch was asked for and not read to its end (it must be read before the store is read again)."""
+        return self._asked is not None
+
     def ask(self, start: int, limit: int, partitions: Mapping[str, int]) -> bool:
         """Have the batch from ``start`` built, unless it already is being built (then False)."""
         if self._asked == start and not self._begun:
@@ -321,6 +341,11 @@ class Relay:
         self._ahead = _Ahead(build_ahead, topics) if build_ahead is not None else None
         self.built_ahead = 0
         """How many batches the builder process built (the others the relay built itself)."""
+        self._behind = True
+        """Whether the last batch was full (or none was shipped yet): the store is ahead of Kafka, so the next
+        batch is built in the builder process. A caught-up relay ships the few events a follow loop finds
+        itself: a round trip to another process would cost more than building them, and would add the
+        scheduling of that process to each event's way to the board."""
         if self._ahead is not None:
             # The builder process builds only for topics it knows the size of; a batch with an event for a
             # missing topic is built here instead, and raises here as it would without a builder.
@@ -342,14 +367,18 @@ class Relay:
                 "from what Kafka committed"
             )
         start = self._position + 1
-        if self._ahead is not None:
+        if self._ahead is not None and (self._behind or self._ahead.busy):
             try:
-                return self._ship_built_ahead(start)
+                shipped = self._ship_built_ahead(start)
             except _BuilderFailed as exc:  # nothing of the batch was committed: build it here, as without a builder
                 log.warning("relay_builder_failed", start=start, error=str(exc))
                 self.close()
                 self._ahead = None
+            else:
+                self._behind = shipped == self._batch_size
+                return shipped
         notifications = self._recorder.select_notifications(start=start, limit=self._batch_size)
+        self._behind = len(notifications) == self._batch_size
         if not notifications:
             return 0
         records = self._builder.build(notifications)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import random
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from kafka.partitioner.default import murmur2 as kafka_python
 
 from engine import codec
 from engine.application import Gridloop
@@ -24,6 +26,7 @@ from engine.kafka import (
     PREV_HASH,
     RECORDED_AT,
     Topics,
+    murmur2,
     partition_of,
 )
 from engine.parsing import parse_command
@@ -264,3 +267,24 @@ def report(app: Gridloop, prefix: str, count: int) -> None:
             "command_id": f"{prefix}{n}", "actor": "resident:1", "source": "hotline", "category": "E0101",
             "grid": GRID, "description": "垃圾堆放",
         }))  # fmt: skip
+
+
+def test_a_caught_up_relay_builds_the_few_new_events_itself_and_ships_the_same_records(app: Gridloop) -> None:
+    alone, ahead = TransactionalLog(Topics("t")), TransactionalLog(Topics("t"))
+    relay = building_ahead(app, ahead)
+    try:
+        relay.ship_all()  # from the start: batches built in the builder process
+        built = relay.built_ahead
+        report(app, "late", 1)  # a follow loop finds a few events: built here, no round trip
+        assert 0 < relay.ship_batch() < 3
+        assert relay.built_ahead == built
+    finally:
+        relay.close()
+    relay_over(app, alone).ship_all()
+    assert ahead.committed == alone.committed
+
+
+def test_the_word_at_a_time_murmur2_is_kafka_pythons() -> None:
+    rnd = random.Random(7)
+    keys = [rnd.randbytes(length) for length in range(64) for _ in range(20)]
+    assert [murmur2(key) for key in keys] == [kafka_python(key) for key in keys]
