@@ -12,7 +12,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from engine.catalogue import Catalogue, default_catalogue
 from engine.work_order import RESIDENT_SOURCES, WorkOrder
 from engine.working_time import WorkingCalendar, china_calendar
-from projections.projection import Cursor, Projection, ViewTable, event_class, iso, short_id
+from projections.projection import Cursor, Projection, ViewTable, event_class, iso, originator_key, short_id
 from projections.scope import EVERYWHERE, Scope, scope_filter
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class CallbackQueue(Projection):
         cursor.execute(
             "INSERT INTO callback_case (case_id, short_id, source, reporter, grid, category) VALUES (?, ?, ?, ?, ?, ?)",
             (
-                str(event.originator_id), short_id(event.originator_id), event.source,
+                originator_key(event), short_id(event.originator_id), event.source,
                 event.reporter or event.actor, event.grid, event.category,
             ),
         )  # fmt: skip
@@ -103,7 +103,7 @@ class CallbackQueue(Projection):
 
 
 def case_of(event: Any) -> str:
-    return str(event.originator_id)
+    return originator_key(event)
 
 
 # -- the query ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from eventsourcing.dispatch import singledispatchmethod
 
 from engine.lifecycle import HAND_OVER_PROCESSING, Status, status_after_event
 from engine.work_order import WorkOrder
-from projections.projection import Cursor, Projection, ViewTable, event_class, iso
+from projections.projection import Cursor, Projection, ViewTable, event_class, iso, originator_key
 
 if TYPE_CHECKING:
     from projections.store import Views
@@ -100,7 +100,7 @@ class DailyFlow(Projection):
     def _reported(self, event: Any, position: int, cursor: Cursor) -> None:
         cursor.execute(
             "INSERT INTO flow_case (case_id, grid, category) VALUES (?, ?, ?)",
-            (str(event.originator_id), event.grid, event.category),
+            (originator_key(event), event.grid, event.category),
         )
         self._count(event, cursor, "reported")
 
@@ -112,9 +112,7 @@ class DailyFlow(Projection):
 
     @process_event.register(event_class(WorkOrder, "Recategorised"))
     def _recategorised(self, event: Any, position: int, cursor: Cursor) -> None:
-        cursor.execute(
-            "UPDATE flow_case SET category = ? WHERE case_id = ?", (event.category, str(event.originator_id))
-        )
+        cursor.execute("UPDATE flow_case SET category = ? WHERE case_id = ?", (event.category, originator_key(event)))
 
     @process_event.register(event_class(WorkOrder, "Dispatched"))
     @process_event.register(event_class(WorkOrder, "Reassigned"))
@@ -155,7 +153,7 @@ class DailyFlow(Projection):
             return  # a call-back that found the case fixed: evaluated, not counted here
         if status in (Status.RETURNED, Status.REOPENED):
             # The desk holds the case again: the next dispatch sets a new deadline (as on the board).
-            cursor.execute("UPDATE flow_case SET deadline = NULL WHERE case_id = ?", (str(event.originator_id),))
+            cursor.execute("UPDATE flow_case SET deadline = NULL WHERE case_id = ?", (originator_key(event),))
         self._count(event, cursor, column)
 
     @process_event.register(event_class(WorkOrder, "Escalated"))
@@ -164,10 +162,10 @@ class DailyFlow(Projection):
 
     @staticmethod
     def _set_deadline(event: Any, cursor: Cursor, deadline: datetime) -> None:
-        cursor.execute("UPDATE flow_case SET deadline = ? WHERE case_id = ?", (iso(deadline), str(event.originator_id)))
+        cursor.execute("UPDATE flow_case SET deadline = ? WHERE case_id = ?", (iso(deadline), originator_key(event)))
 
     def _count(self, event: Any, cursor: Cursor, column: str) -> None:
-        parameters = {"day": local_day(event.occurred_at), "case_id": str(event.originator_id)}
+        parameters = {"day": local_day(event.occurred_at), "case_id": originator_key(event)}
         if column == "closed":
             parameters["at"] = iso(event.occurred_at)
         cursor.execute(_STATEMENTS[column], parameters)

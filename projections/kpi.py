@@ -13,7 +13,7 @@ from engine.reference import Division, Grid, Worker
 from engine.work_order import WorkOrder
 from engine.working_time import WorkingCalendar, china_calendar
 from projections.flow import local_day
-from projections.projection import Cursor, Projection, ViewTable, event_class, iso
+from projections.projection import Cursor, Projection, ViewTable, event_class, iso, originator_key
 
 CASE_DUE_DAY = (
     "(CASE WHEN closed_at IS NOT NULL AND (deadline IS NULL OR closed_at <= deadline) THEN closed_day "
@@ -132,7 +132,7 @@ class KpiFacts(Projection):
     @process_event.register(event_class(WorkOrder, "Reported"))
     def _reported(self, event: Any, position: int, cursor: Cursor) -> None:
         limit = self._catalogue.step_limit("dispatch", self._tier(event.category))
-        case_id = str(event.originator_id)
+        case_id = originator_key(event)
         cursor.execute(
             "INSERT INTO kpi_case (case_id, grid, category, source, reporter, reported_at, reported_day, dispatch_due) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -186,7 +186,7 @@ class KpiFacts(Projection):
             self._assign(event, cursor, event.to_unit, "", event.deadline)
 
     def _assign(self, event: Any, cursor: Cursor, unit: str, worker: str, deadline: datetime) -> None:
-        case_id, seq, at = str(event.originator_id), event.originator_version, event.occurred_at
+        case_id, seq, at = originator_key(event), event.originator_version, event.occurred_at
         row = self._grid_and_category(case_id, cursor)
         if row is None:
             raise LookupError(f"kpi_case has no case {case_id}: its Reported event was never applied")
@@ -247,7 +247,7 @@ class KpiFacts(Projection):
 
     @process_event.register(event_class(WorkOrder, "HandlingReported"))
     def _handling_reported(self, event: Any, position: int, cursor: Cursor) -> None:
-        row = self._grid_and_category(str(event.originator_id), cursor)
+        row = self._grid_and_category(originator_key(event), cursor)
         tier = self._tier(row[1] if row else "")
         verify_due = self._calendar.add(event.occurred_at, self._catalogue.step_limit("verify", tier))
         changes = "outcome = 'handled', handled_at = :at, handled_day = :day, verify_due = :verify_due"
@@ -297,7 +297,7 @@ class KpiFacts(Projection):
             "satisfaction = COALESCE(excluded.satisfaction, kpi_callback.satisfaction), "
             "fixed = COALESCE(excluded.fixed, kpi_callback.fixed)",
             {
-                "case_id": str(event.originator_id), "day": local_day(event.occurred_at), "contacted": int(contacted),
+                "case_id": originator_key(event), "day": local_day(event.occurred_at), "contacted": int(contacted),
                 "satisfaction": event.satisfaction if contacted else None,
                 "fixed": int(event.fixed) if contacted else None,
             },
@@ -325,7 +325,7 @@ class KpiFacts(Projection):
 
     def _category_changed(self, event: Any, cursor: Cursor) -> None:
         memo = self.memo(cursor)
-        case_id = str(event.originator_id)
+        case_id = originator_key(event)
         if memo is not None and case_id in memo:
             memo[case_id] = (memo[case_id][0], event.category)
 
@@ -357,4 +357,4 @@ class KpiFacts(Projection):
 
 def _when(event: Any) -> dict[str, Any]:
     """The parameters every fact update names: the case, and the event's occurred time and local day."""
-    return {"case_id": str(event.originator_id), "at": iso(event.occurred_at), "day": local_day(event.occurred_at)}
+    return {"case_id": originator_key(event), "at": iso(event.occurred_at), "day": local_day(event.occurred_at)}

@@ -16,7 +16,7 @@ from eventsourcing.dispatch import singledispatchmethod
 
 from engine.lifecycle import HAND_OVER_PROCESSING, Status
 from engine.work_order import RESIDENT_SOURCES, WorkOrder
-from projections.projection import Cursor, Projection, ViewTable, event_class, iso, short_id
+from projections.projection import Cursor, Projection, ViewTable, event_class, iso, originator_key, short_id
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS notification_case ("
@@ -83,7 +83,7 @@ class NotificationOutbox(Projection):
     def _reported(self, event: Any, position: int, cursor: Cursor) -> None:
         if event.source not in RESIDENT_SOURCES:
             return  # no resident behind a patrol finding, a department's task or a sensor alarm
-        case_id = str(event.originator_id)
+        case_id = originator_key(event)
         case = (short_id(event.originator_id), event.reporter or event.actor, event.source)
         cursor.execute(
             "INSERT INTO notification_case (case_id, short_id, recipient, source) VALUES (?, ?, ?, ?)", (case_id, *case)
@@ -141,7 +141,7 @@ class NotificationOutbox(Projection):
         self, event: Any, position: int, cursor: Cursor, status: str, *, key: str = "", reason: str = ""
     ) -> None:
         """One outbox row for a resident's case (nothing for the others): the message of ``key`` (default: status)."""
-        case_id = str(event.originator_id)
+        case_id = originator_key(event)
         case = self._case(case_id, cursor)
         if case is None:
             return

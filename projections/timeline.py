@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.dispatch import singledispatchmethod
 
 from engine.work_order import WorkOrder, event_names
-from projections.projection import Cursor, Projection, ViewTable, event_class, iso
+from projections.projection import Cursor, Projection, ViewTable, event_class, iso, originator_key
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS timeline_event ("
@@ -40,10 +40,14 @@ def _plain(value: object) -> str:
     raise TypeError(f"cannot put a {type(value).__name__} into a timeline's details")
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_plain)
+"""What ``json.dumps`` with these options builds anew for every call: built once (the same text, a quarter cheaper)."""
+
+
 def details(event: Any) -> str:
     """The event's own fields (reason, level, deadline, unit, worker, policy, inputs …) as JSON text."""
     fields = {key: value for key, value in vars(event).items() if key not in _ENVELOPE}
-    return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_plain)
+    return _ENCODER.encode(fields)
 
 
 class CaseTimeline(Projection):
@@ -61,7 +65,7 @@ class CaseTimeline(Projection):
         cursor.execute(
             _INSERT,
             (
-                str(event.originator_id), event.originator_version, type(event).__name__,
+                originator_key(event), event.originator_version, type(event).__name__,
                 iso(event.occurred_at), iso(event.timestamp), event.actor, details(event), position,
             ),
         )  # fmt: skip

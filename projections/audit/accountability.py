@@ -10,7 +10,7 @@ from eventsourcing.dispatch import singledispatchmethod
 
 from engine.lifecycle import DESK_STATES, HAND_OVER_PROCESSING, Status, accountable_party, is_open, status_after_event
 from engine.work_order import WorkOrder, event_names
-from projections.projection import Cursor, Projection, ViewTable, event_class, iso
+from projections.projection import Cursor, Projection, ViewTable, event_class, iso, originator_key
 
 UNOWNED, OVERLAP, GAP, UNKNOWN_CASE = "unowned", "overlap", "gap", "unknown_case"
 KINDS = (UNOWNED, OVERLAP, GAP, UNKNOWN_CASE)
@@ -148,7 +148,7 @@ class CaseAccountability(Projection):
 
     def _fold(self, event: Any, position: int, cursor: Cursor) -> None:
         step = _Step(iso(event.occurred_at), position, type(event).__name__)
-        case_id = str(event.originator_id)
+        case_id = originator_key(event)
         if step.event == "Reported":
             self._reported(event, case_id, step, cursor)
             return

@@ -11,7 +11,7 @@ from engine.admission import KINDS as ITEM_KINDS
 from engine.reference import Grid
 from engine.work_order import WorkOrder
 from projections.evaluation.places import GridMap, level_column, local_day, period_days, within_condition
-from projections.projection import Cursor, Projection, ViewTable, event_class
+from projections.projection import Cursor, Projection, ViewTable, event_class, originator_key
 
 if TYPE_CHECKING:
     from projections.kpi_queries import Period
@@ -97,13 +97,13 @@ class CommunityBurden(Projection):
         day = local_day(event.occurred_at)
         cursor.execute(
             "INSERT INTO burden_case (case_id, grid, day, kind, item) VALUES (?, ?, ?, ?, ?)",
-            (str(event.originator_id), event.grid, day, kind, item),
+            (originator_key(event), event.grid, day, kind, item),
         )
         self._add(cursor, (day, event.grid, kind, item), "pushed")
 
     @process_event.register(event_class(WorkOrder, "Rejected"))
     def _rejected(self, event: Any, position: int, cursor: Cursor) -> None:
-        cursor.execute("SELECT day, grid, kind, item FROM burden_case WHERE case_id = ?", (str(event.originator_id),))
+        cursor.execute("SELECT day, grid, kind, item FROM burden_case WHERE case_id = ?", (originator_key(event),))
         row = cursor.fetchone()
         if row is None:
             return  # not burden: a resident's or a patrol's report

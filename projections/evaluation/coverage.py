@@ -10,7 +10,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from engine.patrol import Patrol
 from engine.reference import Grid
 from projections.evaluation.places import GridMap, local_day, period_days, within_condition
-from projections.projection import Cursor, Projection, ViewTable, event_class, iso
+from projections.projection import Cursor, Projection, ViewTable, event_class, iso, originator_key
 
 if TYPE_CHECKING:
     from projections.kpi_queries import Period
@@ -91,7 +91,7 @@ class PatrolCoverage(Projection):
         day = local_day(event.occurred_at)
         cursor.execute(
             "INSERT INTO coverage_patrol (patrol_id, worker, grid, started_at, day) VALUES (?, ?, ?, ?, ?)",
-            (str(event.originator_id), event.worker, event.grid, iso(event.occurred_at), day),
+            (originator_key(event), event.worker, event.grid, iso(event.occurred_at), day),
         )
         cursor.execute(
             "INSERT INTO coverage_day (day, grid, worker, patrols) VALUES (?, ?, ?, 1) "
@@ -113,7 +113,7 @@ class PatrolCoverage(Projection):
 
     @staticmethod
     def _count(event: Any, cursor: Cursor, column: str) -> None:
-        parameters = {"day": local_day(event.occurred_at), "patrol_id": str(event.originator_id)}
+        parameters = {"day": local_day(event.occurred_at), "patrol_id": originator_key(event)}
         if column == "ended":
             parameters["at"] = iso(event.occurred_at)
         cursor.execute(_STATEMENTS[column], parameters)

@@ -11,7 +11,7 @@ from engine.patrol import Patrol
 from engine.reference import Grid, Worker
 from engine.work_order import WorkOrder
 from projections.evaluation.places import GridMap, local_day
-from projections.projection import Cursor, Projection, ViewTable, event_class, iso
+from projections.projection import Cursor, Projection, ViewTable, event_class, iso, originator_key
 
 GRID_WORKER = "grid_worker"
 """The role evaluated by 四度 (网格员): a grid worker owns the grids they are posted to."""
@@ -111,7 +111,7 @@ class FourDegrees(Projection):
     def _started(self, event: Any, position: int, cursor: Cursor) -> None:
         cursor.execute(
             "INSERT INTO fd_patrol (patrol_id, worker, grid) VALUES (?, ?, ?)",
-            (str(event.originator_id), event.worker, event.grid),
+            (originator_key(event), event.worker, event.grid),
         )
         self._patrol_day(cursor, event, "patrols")
 
@@ -126,7 +126,7 @@ class FourDegrees(Projection):
             f"INSERT INTO fd_patrol_day (day, worker, grid, {column}, {other}) "  # noqa: S608 - constants only
             "SELECT ?, worker, grid, 1, 0 FROM fd_patrol WHERE patrol_id = ? "
             f"ON CONFLICT (day, worker, grid) DO UPDATE SET {column} = fd_patrol_day.{column} + 1",
-            (local_day(event.occurred_at), str(event.originator_id)),
+            (local_day(event.occurred_at), originator_key(event)),
         )
         if cursor.rowcount == 0:
             raise LookupError(f"fd_patrol has no patrol {event.originator_id}: its Started was never applied")
@@ -137,7 +137,7 @@ class FourDegrees(Projection):
     def _reported(self, event: Any, position: int, cursor: Cursor) -> None:
         cursor.execute(
             "INSERT INTO fd_case (case_id, grid, worker, handler) VALUES (?, ?, '', '')",
-            (str(event.originator_id), event.grid),
+            (originator_key(event), event.grid),
         )
         cursor.execute(
             "INSERT INTO fd_grid_day (day, grid, source, cases) VALUES (?, ?, ?, 1) "
@@ -150,7 +150,7 @@ class FourDegrees(Projection):
     def _dispatched(self, event: Any, position: int, cursor: Cursor) -> None:
         cursor.execute(
             "UPDATE fd_case SET worker = ?, deadline = ? WHERE case_id = ?",
-            (event.worker, iso(event.deadline), str(event.originator_id)),
+            (event.worker, iso(event.deadline), originator_key(event)),
         )
         self._add(cursor, event, event.worker, dispatched=1)
 
@@ -160,7 +160,7 @@ class FourDegrees(Projection):
         if event.stage == HAND_OVER_PROCESSING:
             cursor.execute(
                 "UPDATE fd_case SET worker = '', deadline = ? WHERE case_id = ?",
-                (iso(event.deadline), str(event.originator_id)),
+                (iso(event.deadline), originator_key(event)),
             )
 
     @process_event.register(event_class(WorkOrder, "ExtensionGranted"))
@@ -177,13 +177,13 @@ class FourDegrees(Projection):
     def _returned(self, event: Any, position: int, cursor: Cursor) -> None:
         worker, _, _ = self._case(cursor, event)
         self._add(cursor, event, worker, returned=1)
-        cursor.execute(_UNASSIGN, (str(event.originator_id),))
+        cursor.execute(_UNASSIGN, (originator_key(event),))
 
     @process_event.register(event_class(WorkOrder, "HandlingReported"))
     def _handled(self, event: Any, position: int, cursor: Cursor) -> None:
         worker, deadline, _ = self._case(cursor, event)
         on_time = deadline is None or iso(event.occurred_at) <= deadline
-        cursor.execute("UPDATE fd_case SET handler = ? WHERE case_id = ?", (worker, str(event.originator_id)))
+        cursor.execute("UPDATE fd_case SET handler = ? WHERE case_id = ?", (worker, originator_key(event)))
         self._add(cursor, event, worker, handled=1, handled_on_time=int(on_time))
 
     @process_event.register(event_class(WorkOrder, "Verified"))
@@ -204,16 +204,16 @@ class FourDegrees(Projection):
     def _reopened(self, event: Any, position: int, cursor: Cursor) -> None:
         """返工: the desk holds the case again; the rework's dispatch names the worker and the deadline."""
         if status_after_event(event, None) is Status.REOPENED:
-            cursor.execute(_UNASSIGN, (str(event.originator_id),))
+            cursor.execute(_UNASSIGN, (originator_key(event),))
 
     @staticmethod
     def _set_deadline(cursor: Cursor, event: Any, deadline: Any) -> None:
-        cursor.execute("UPDATE fd_case SET deadline = ? WHERE case_id = ?", (iso(deadline), str(event.originator_id)))
+        cursor.execute("UPDATE fd_case SET deadline = ? WHERE case_id = ?", (iso(deadline), originator_key(event)))
 
     @staticmethod
     def _case(cursor: Cursor, event: Any) -> tuple[str, str | None, str]:
         """The case's assignee, deadline and last handler."""
-        cursor.execute("SELECT worker, deadline, handler FROM fd_case WHERE case_id = ?", (str(event.originator_id),))
+        cursor.execute("SELECT worker, deadline, handler FROM fd_case WHERE case_id = ?", (originator_key(event),))
         row = cursor.fetchone()
         if row is None:
             raise LookupError(f"fd_case has no case {event.originator_id}: its Reported event was never applied")

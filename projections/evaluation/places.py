@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import InvalidCommand
 from projections.divisions import grid_prefix
 from projections.flow import local_day
-from projections.projection import Cursor
+from projections.projection import Cursor, originator_key
 
 if TYPE_CHECKING:
     from projections.kpi_queries import Period
@@ -46,7 +46,7 @@ class GridMap:
             self._insert,
             (
                 event.code,
-                str(event.originator_id),
+                originator_key(event),
                 event.community,
                 event.street,
                 event.district,
@@ -56,11 +56,11 @@ class GridMap:
 
     def retired(self, event: Any, cursor: Cursor) -> None:
         """Grid.Retired: replaced after a redraw; in force up to and including that day."""
-        cursor.execute(self._retire, (local_day(event.occurred_at), str(event.originator_id)))
+        cursor.execute(self._retire, (local_day(event.occurred_at), originator_key(event)))
 
     def code_of(self, event: Any, cursor: Cursor) -> str:
         """The code of the grid a later Grid event belongs to (its Drawn came first: same aggregate)."""
-        cursor.execute(self._code, (str(event.originator_id),))
+        cursor.execute(self._code, (originator_key(event),))
         row = cursor.fetchone()
         if row is None:
             raise LookupError(f"{self.table} has no grid {event.originator_id}: its Drawn event was never applied")
