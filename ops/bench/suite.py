@@ -54,6 +54,16 @@ def _embedded(run: Callable[[int, int], Measurement], scale: int) -> Callable[[R
     return section
 
 
+def _rebuild(report: Report) -> None:
+    """The live runner folding the bench's log from zero (the worst case: every event a case event ten views
+    fold), then what `gridloop rebuild all` does (two processes, scratch files, the swap) on a simulated
+    district's log (made once and kept in var/bench)."""
+    from ops.bench.rebuild import blue_green_rebuild
+
+    _embedded(projection_rebuild, 3)(report)
+    report.results.append(blue_green_rebuild(20_000 if report.quick else 100_000))
+
+
 def _kafka(report: Report) -> None:
     from ops.bench.kafka import bench_broker, kafka_paths
     from ops.bench.ryw_kafka import read_your_writes_kafka
@@ -92,7 +102,7 @@ SECTIONS: dict[str, Callable[[Report], None]] = {
     "postgres": _postgres,
     "command": _embedded(command_path, 1),
     "codec": _embedded(avro_codec, 3),
-    "rebuild": _embedded(projection_rebuild, 3),
+    "rebuild": _rebuild,
     "day": _day,
     "kafka": _kafka,
     "api": _api,
@@ -182,7 +192,13 @@ def targets(results: Sequence[Measurement]) -> list[tuple[str, str, str]]:
         lambda m: m.ratio >= 0.8,
     )
     add(
-        "rebuild ≥ 30k events/s (embedded, all views)",
+        "rebuild ≥ 30k events/s (`gridloop rebuild all`, blue/green, a simulated district)",
+        _by_name(results, "blue/green rebuild"),
+        lambda m: f"{m.gridloop_per_s:,.0f} log positions/s ({m.items:,} positions)",
+        lambda m: m.gridloop_per_s >= 30_000,
+    )
+    add(
+        "rebuild ≥ 30k events/s (live runner from zero, the bench's log: case events only)",
         _by_name(results, "projection rebuild"),
         lambda m: f"{m.gridloop_per_s:,.0f} log positions/s",
         lambda m: m.gridloop_per_s >= 30_000,
