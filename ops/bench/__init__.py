@@ -115,6 +115,28 @@ def command_path(n: int, repeats: int) -> Measurement:
     return dataclasses.replace(row, notes=(*row.notes, note))
 
 
+def bare_case(name: str, category: str, desk: str, lon: float, lat: float, actor: str) -> WorkOrder:
+    """A reported case as the baselines save it: the aggregate alone, through no command path."""
+    return WorkOrder(
+        id=name_id("case", name),
+        source="resident",
+        category=category,
+        grid="g",
+        desk=desk,
+        description="井盖缺失",
+        reporter="",
+        lon=lon,
+        lat=lat,
+        patrol_id=None,
+        occurred_at=T0,
+        actor=actor,
+        service_item="",
+        processing_unit="",
+        admission_item="",
+        certificate="",
+    )
+
+
 def _saving(store: StoreEnv, n: int, baseline: type[Application[UUID]], prefix: str) -> Callable[[], None]:
     """One run of ``baseline.save`` of N reported cases, each run on a fresh store from ``store``."""
     runs = iter(range(1_000_000))
@@ -122,26 +144,7 @@ def _saving(store: StoreEnv, n: int, baseline: type[Application[UUID]], prefix: 
     def save() -> None:
         app = baseline(store(f"{prefix}{next(runs)}"))
         for i in range(n):
-            app.save(
-                WorkOrder(
-                    id=name_id("case", f"r{i}"),
-                    source="resident",
-                    category="C0101",
-                    grid="g",
-                    desk="140827",
-                    description="井盖缺失",
-                    reporter="",
-                    lon=111.67,
-                    lat=35.3,
-                    patrol_id=None,
-                    occurred_at=T0,
-                    actor="bench",
-                    service_item="",
-                    processing_unit="",
-                    admission_item="",
-                    certificate="",
-                )
-            )
+            app.save(bare_case(f"r{i}", "C0101", "140827", 111.67, 35.3, "bench"))
         app.close()
 
     return save

@@ -20,10 +20,9 @@ from eventsourcing.application import Application
 
 from engine import commands as c
 from engine.application import Gridloop
-from engine.base import name_id
 from engine.clock import ManualClock
 from engine.work_order import WorkOrder
-from ops.bench import T0, Latency, Measurement
+from ops.bench import T0, Latency, Measurement, bare_case
 from ops.sample import set_up_district
 
 REQUESTS = 65_000
@@ -47,24 +46,7 @@ def _request(i: int, grid: str) -> c.ReportCase:
 
 
 def _work_order(i: int) -> WorkOrder:
-    return WorkOrder(
-        id=name_id("case", f"day{i}"),
-        source="resident",
-        category=CATEGORIES[i % len(CATEGORIES)],
-        grid="g",
-        desk="110101",
-        description="井盖缺失",
-        reporter="",
-        lon=116.40,
-        lat=39.90,
-        patrol_id=None,
-        occurred_at=T0,
-        actor="hotline",
-        service_item="",
-        processing_unit="",
-        admission_item="",
-        certificate="",
-    )
+    return bare_case(f"day{i}", CATEGORIES[i % len(CATEGORIES)], "110101", 116.40, 39.90, "hotline")
 
 
 def _timed(n: int, step: Callable[[int], object]) -> tuple[float, list[float]]:
