@@ -39,10 +39,11 @@ def test_a_relay_killed_ten_times_mid_batch_leaves_every_event_on_kafka_exactly_
     last = max_position(deployment.events)
     rng = random.Random(20261102)
     progress: list[int] = []
-    # Each kill comes once Kafka holds a seeded position of the first 80 % of the log (a sleep would let a fast
-    # relay finish before its last kill): positions, not times, so a faster relay or a slower machine moves
+    # Each kill comes once Kafka holds a seeded position of the first 40 % of the log (a sleep would let a fast
+    # relay finish before its last kill; reading the tail takes a while under load, so the margin is wide):
+    # positions, not times, so a faster relay or a slower machine moves
     # when the kills come, never whether they land before the end.
-    plan = sorted(rng.sample(range(1, int(last * 0.8)), RELAY_KILLS))
+    plan = sorted(rng.sample(range(1, int(last * 0.4)), RELAY_KILLS))
     with children(deployment, tmp_path / "logs") as started:
         for planned in plan:
             relay = started.start("relay", "--follow", relay_batch_size=RELAY_BATCH)
