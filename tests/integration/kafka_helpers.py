@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -29,6 +27,7 @@ from engine.commands import ReportCase
 from engine.kafka import POSITION, RECORD_HEADERS, Record, Topics, client_config, read_tails
 from engine.relay import position_of
 from ops.chaos_checks import read_topics as read_topics  # the fault trials' reader: tests and trials read alike
+from ops.chaos_checks import tracking as tracking
 from ops.config import Settings, load_settings
 from ops.presets import load_preset
 from ops.simulator import simulate
@@ -292,18 +291,6 @@ def assert_same_views(kafka: ViewStore, embedded: ViewStore) -> None:
                     f"only from Kafka: {sorted(mine - wanted)[:3]}; only embedded: {sorted(wanted - mine)[:3]}"
                 )
         assert view_checksum(kafka, name) == view_checksum(embedded, name), name
-
-
-def tracking(store_path: Path) -> dict[str, int]:
-    """The view store's tracking rows by name (``view@topic:partition`` → next offset), read without a lock."""
-    if not store_path.is_file():
-        return {}
-    with closing(sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=30)) as connection:
-        try:
-            rows = connection.execute("SELECT application_name, notification_id FROM tracking").fetchall()
-        except sqlite3.OperationalError:  # a worker that has not created its tables yet
-            return {}
-    return {str(name): int(position) for name, position in rows}
 
 
 def caught_up(store_path: Path, ends: Mapping[tuple[str, int], int]) -> bool:
